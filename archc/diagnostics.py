@@ -1,0 +1,135 @@
+"""Source positions and typed, user-facing errors.
+
+Every error a user can cause carries a :class:`SourceLoc` pointing into their YAML, and renders as::
+
+    specs/x.yaml:42:7: error: unknown op 'conv2' (rule: ops must be registered)
+       42 |   - stem: {op: conv2, out: 48}
+          |            ^
+      help: did you mean 'conv2d'?
+
+The CLI prints :meth:`ArchcError.render` and exits 1; nothing else ever reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+__all__ = [
+    "SourceLoc",
+    "ArchcError",
+    "SpecError",
+    "ExprError",
+    "ShapeError",
+    "PassError",
+    "CheckpointError",
+    "SearchSpaceError",
+    "suggest",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLoc:
+    """A 1-based position in a source file."""
+
+    path: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+class ArchcError(Exception):
+    """Base of every error archc reports to a user.
+
+    ``message`` states the broken rule and the offending value; ``hint`` proposes a fix.
+    """
+
+    kind = "error"
+
+    def __init__(self, message: str, loc: SourceLoc | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.hint = hint
+
+    def with_loc(self, loc: SourceLoc | None) -> "ArchcError":
+        """Return the same error located at ``loc`` unless it already has a position."""
+        if self.loc is None and loc is not None:
+            self.loc = loc
+        return self
+
+    def headline(self) -> str:
+        where = f"{self.loc}: " if self.loc else ""
+        return f"{where}error: {self.message}"
+
+    def render(self) -> str:
+        """The full diagnostic: headline, source line with caret, and hint."""
+        lines = [self.headline()]
+        if self.loc is not None:
+            src = _source_line(self.loc)
+            if src is not None:
+                num = str(self.loc.line)
+                pad = " " * len(num)
+                lines.append(f" {num} | {src}")
+                lines.append(f" {pad} | {' ' * max(self.loc.col - 1, 0)}^")
+        if self.hint:
+            lines.append(f"  help: {self.hint}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.headline() + (f" (help: {self.hint})" if self.hint else "")
+
+
+class SpecError(ArchcError):
+    """A spec violates the spec language (syntax, schema, names, references)."""
+
+
+class ExprError(SpecError):
+    """An expression inside a spec is malformed or uses something outside the whitelist."""
+
+
+class ShapeError(SpecError):
+    """Shapes or dtypes of connected nodes do not fit."""
+
+
+class PassError(ArchcError):
+    """A pass failed or broke numerical equivalence."""
+
+
+class CheckpointError(ArchcError):
+    """A weights file does not fit the compiled model."""
+
+
+class SearchSpaceError(SpecError):
+    """A search space file is malformed."""
+
+
+_SOURCE_CACHE: dict[str, list[str]] = {}
+
+
+def register_source(path: str, text: str) -> None:
+    """Remember the text of ``path`` so diagnostics can quote it even for in-memory specs."""
+    _SOURCE_CACHE[path] = text.splitlines()
+
+
+def _source_line(loc: SourceLoc) -> str | None:
+    lines = _SOURCE_CACHE.get(loc.path)
+    if lines is None:
+        try:
+            lines = Path(loc.path).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return None
+        _SOURCE_CACHE[loc.path] = lines
+    if 1 <= loc.line <= len(lines):
+        return lines[loc.line - 1]
+    return None
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """A ``did you mean 'x'?`` hint for a misspelt name, or None."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None

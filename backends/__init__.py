@@ -1,0 +1,1 @@
+"""Lowering targets. Installed as ``archc.backends``; each target lives in its own sub-package."""

@@ -1,0 +1,1 @@
+"""The PyTorch backend: generated standalone ``nn.Module`` source."""
