@@ -13,9 +13,9 @@ The CLI prints :meth:`ArchcError.render` and exits 1; nothing else ever reaches 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 __all__ = [
     "SourceLoc",
@@ -56,7 +56,7 @@ class ArchcError(Exception):
         self.loc = loc
         self.hint = hint
 
-    def with_loc(self, loc: SourceLoc | None) -> "ArchcError":
+    def with_loc(self, loc: SourceLoc | None) -> ArchcError:
         """Return the same error located at ``loc`` unless it already has a position."""
         if self.loc is None and loc is not None:
             self.loc = loc

@@ -9,9 +9,10 @@ not the public model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import networkx as nx
 
@@ -57,13 +58,13 @@ class Node:
     inputs: tuple[Ref, ...]
     attrs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     loc: SourceLoc | None = None
-    body: "Graph | None" = None
+    body: Graph | None = None
     block: str | None = None
     params: Mapping[str, Any] | None = None
     out_names: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def replace(self, **changes: Any) -> "Node":
+    def replace(self, **changes: Any) -> Node:
         """A copy with ``changes``; derived ``meta`` is dropped unless given."""
         changes.setdefault("meta", {})
         return replace(self, **changes)
@@ -136,13 +137,13 @@ class Graph:
             if n.body is not None:
                 yield from n.body.walk(path + ".")
 
-    def with_nodes(self, nodes: list[Node], outputs: tuple[Ref, ...] | None = None) -> "Graph":
+    def with_nodes(self, nodes: list[Node], outputs: tuple[Ref, ...] | None = None) -> Graph:
         """A new graph with the same inputs and ``nodes`` (topologically sorted here)."""
         g = Graph(self.name, dict(self.inputs), {n.id: n for n in nodes}, outputs or self.outputs,
                   dict(self.input_locs), dict(self.meta))
         return g.sorted()
 
-    def sorted(self) -> "Graph":
+    def sorted(self) -> Graph:
         """This graph with nodes in a deterministic topological order (stable w.r.t. current order)."""
         order = {nid: i for i, nid in enumerate(self.nodes)}
         g = self.to_networkx()

@@ -28,7 +28,7 @@ class TensorType:
         """The shape with symbolic dims bound to ``batch``."""
         return tuple(batch if isinstance(d, str) else d for d in self.shape)
 
-    def with_shape(self, shape: tuple[Dim, ...]) -> "TensorType":
+    def with_shape(self, shape: tuple[Dim, ...]) -> TensorType:
         return TensorType(tuple(shape), self.dtype)
 
     def __str__(self) -> str:

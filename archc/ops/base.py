@@ -15,8 +15,9 @@ Cost conventions (stated once, used everywhere):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from archc.ir.types import TensorType
 
@@ -160,6 +161,10 @@ class Call:
     fn: str
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: keyword values that need not be written (rendering omits a kwarg equal to its default)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: names of the positional parameters (used to name constructor arguments in generated code)
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ costs one extra 1×1 conv; folded (see the cdc pass) it is a single k×k conv.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from archc.ir.types import TensorType
 from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, helper, pair, register
@@ -15,6 +16,8 @@ from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, helper, pair,
 __all__ = ["Conv2d", "CDCConv2d", "conv_out_hw"]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+CONV_NAMES = ("in_channels", "out_channels", "kernel_size")
+CONV_DEFAULTS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True, "padding_mode": "zeros"}
 
 
 def conv_out_hw(h: int, w: int, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int], d: tuple[int, int]) -> tuple[int, int]:
@@ -79,25 +82,18 @@ class Conv2d(Op):
         return a["out"] * (ins[0].shape[1] // a["groups"]) * k[0] * k[1] * o[2] * o[3]
 
     def ctor_kwargs(self, a: Mapping[str, Any]) -> dict[str, Any]:
-        kw: dict[str, Any] = {}
-        if a["stride"] != (1, 1):
-            kw["stride"] = _short(a["stride"])
-        pad = resolve_padding(a)
-        if pad != (0, 0):
-            kw["padding"] = _short(pad)
-        if a["dilation"] != (1, 1):
-            kw["dilation"] = _short(a["dilation"])
-        if a["groups"] != 1:
-            kw["groups"] = a["groups"]
-        if not a["bias"]:
-            kw["bias"] = False
-        if a["padding_mode"] != "zeros":
-            kw["padding_mode"] = a["padding_mode"]
-        return kw
+        return {
+            "stride": _short(a["stride"]),
+            "padding": _short(resolve_padding(a)),
+            "dilation": _short(a["dilation"]),
+            "groups": a["groups"],
+            "bias": a["bias"],
+            "padding_mode": a["padding_mode"],
+        }
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
         args = (ins[0].shape[1], a["out"], _short(a["kernel"]))
-        return Lowering(Call("nn.Conv2d", args, self.ctor_kwargs(a)), "{m}({0})")
+        return Lowering(Call("nn.Conv2d", args, self.ctor_kwargs(a), CONV_DEFAULTS, CONV_NAMES), "{m}({0})")
 
 
 class CDCConv2d(Conv2d):
@@ -125,7 +121,7 @@ class CDCConv2d(Conv2d):
         args = (ins[0].shape[1], a["out"], _short(a["kernel"]))
         kw = self.ctor_kwargs(a)
         kw["theta"] = a["theta"]
-        return Lowering(Call("CDConv2d", args, kw), "{m}({0})", helpers=("CDConv2d",))
+        return Lowering(Call("CDConv2d", args, kw, {**CONV_DEFAULTS, "theta": 0.7}, CONV_NAMES), "{m}({0})", helpers=("CDConv2d",))
 
 
 register(Conv2d)

@@ -20,8 +20,9 @@ import ast
 import math
 import operator
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from archc.diagnostics import ExprError, SourceLoc, suggest
 

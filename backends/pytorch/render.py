@@ -38,7 +38,10 @@ def literal(v: Any) -> str:
 def render_call(call: Call, sym: Callable[[Any], str] = literal) -> str:
     """``fn(arg, ..., key=value)`` with every value rendered by ``sym``."""
     parts = [render_call(a, sym) if isinstance(a, Call) else sym(a) for a in call.args]
-    parts += [f"{k}={render_call(v, sym) if isinstance(v, Call) else sym(v)}" for k, v in call.kwargs.items()]
+    for k, v in call.kwargs.items():
+        if k in call.defaults and not isinstance(v, Call) and v == call.defaults[k] and type(v) is type(call.defaults[k]):
+            continue
+        parts.append(f"{k}={render_call(v, sym) if isinstance(v, Call) else sym(v)}")
     return f"{call.fn}({', '.join(parts)})"
 
 

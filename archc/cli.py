@@ -1,0 +1,127 @@
+"""Command line: argument parsing only; every command calls the public API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from archc.diagnostics import ArchcError
+
+__all__ = ["main"]
+
+
+def _add_spec_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    if optional:
+        p.add_argument("spec", nargs="?", help="spec file (default: the bundled TransXNet spec)")
+    else:
+        p.add_argument("spec", help="spec file")
+    p.add_argument("--variant", "-v", help="named param set of the spec (e.g. t, s, b)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a param, e.g. -p dims=[64,128,320,512] or -p depths.2=12 (repeatable)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="archc", description="Declarative graph compiler for vision networks.")
+    ap.add_argument("--version", action="version", version=_version())
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a spec (schema, references, shapes, costs)")
+    _add_spec_args(p)
+
+    p = sub.add_parser("show", help="per-block table of output shapes, params, MACs and activations")
+    _add_spec_args(p)
+    p.add_argument("--depth", type=int, default=1, help="block nesting depth to expand (default 1)")
+
+    p = sub.add_parser("compile", help="compile a spec to a standalone PyTorch module")
+    _add_spec_args(p, optional=True)
+    p.add_argument("-o", "--output", help="output file (default: <name>_<variant>.py in the current folder)")
+    p.add_argument("--target", default="pytorch", choices=["pytorch"], help="artifact kind")
+    p.add_argument("--pipeline", default="train", choices=["train"], help="pass pipeline")
+
+    sub.add_parser("ops", help="list the op library")
+    return ap
+
+
+def _version() -> str:
+    from archc import __version__
+
+    return f"archc {__version__}"
+
+
+def _options(args: argparse.Namespace):  # noqa: ANN202
+    from archc.compiler import CompileOptions
+
+    return CompileOptions(variant=args.variant, params=list(args.param),
+                          target=getattr(args, "target", "pytorch"), pipeline=getattr(args, "pipeline", "train"))
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from archc.compiler import build_graph
+    from archc.cost.model import graph_cost
+    from archc.report import fmt_count, fmt_macs
+
+    _, g = build_graph(args.spec, _options(args))
+    c = graph_cost(g)
+    outs = ", ".join(str(t) for t in g.output_types)
+    print(f"{args.spec}: ok — {g.name} ({g.meta.get('variant') or 'default'}): {fmt_count(c.params)} params, "
+          f"{fmt_macs(c.macs)} MACs, {fmt_count(c.acts)} activations → {outs}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from archc.compiler import build_graph
+    from archc.report import show_table
+
+    _, g = build_graph(args.spec, _options(args))
+    print(show_table(g, depth=args.depth))
+    return 0
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from archc.compiler import compile_spec, default_spec, write_atomic
+    from archc.report import summary
+
+    spec = args.spec or str(default_spec())
+    res = compile_spec(spec, _options(args))
+    variant = res.graph.meta.get("variant")
+    out = Path(args.output) if args.output else Path(f"{res.doc.name}{'_' + variant if variant else ''}.py")
+    write_atomic(out, res.source)
+    print(summary(res.graph, res.cost, out))
+    return 0
+
+
+def _cmd_ops(args: argparse.Namespace) -> int:
+    from archc.ops import all_ops
+
+    for op in all_ops():
+        attrs = ", ".join(a.name for a in op.attrs)
+        print(f"{op.name:20s} {op.doc}" + (f"  [{attrs}]" if attrs else ""))
+    return 0
+
+
+_COMMANDS = {"validate": _cmd_validate, "show": _cmd_show, "compile": _cmd_compile, "ops": _cmd_ops}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``archc`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ArchcError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("archc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in archc, not a user error: say so without a wall of traceback
+        if os.environ.get("ARCHC_DEBUG"):
+            raise
+        print(f"archc: internal error: {type(exc).__name__}: {exc} (set ARCHC_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Analytic cost model: params, MACs, activations, per node, per block and per model.
+
+Conventions are those of :mod:`archc.ops.base`: params are learnable elements; MACs are the
+multiply-accumulates of conv, linear and matmul/attention for one sample; activations are output
+elements of conv, linear and pooling layers (pycls). Ops the model cannot cost are listed in
+``Cost.uncosted`` rather than silently counted as zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archc.ir.graph import Graph, Node
+from archc.ir.types import numel
+from archc.ops import REGISTRY
+
+__all__ = ["Cost", "node_cost", "graph_cost"]
+
+
+@dataclass
+class Cost:
+    """Totals of one node, block or graph (batch 1)."""
+
+    params: int = 0
+    macs: int = 0
+    acts: int = 0
+    buffers: int = 0
+    uncosted: list[str] = field(default_factory=list)
+
+    def __iadd__(self, other: "Cost") -> "Cost":
+        self.params += other.params
+        self.macs += other.macs
+        self.acts += other.acts
+        self.buffers += other.buffers
+        self.uncosted += [u for u in other.uncosted if u not in self.uncosted]
+        return self
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def node_cost(node: Node, memo: dict[int, Cost] | None = None) -> Cost:
+    """Cost of one node (a block or repeat sums its body)."""
+    memo = {} if memo is None else memo
+    if node.body is not None:
+        return graph_cost(node.body, memo)
+    op = REGISTRY[node.op]
+    ins, outs = node.meta["in_types"], node.types
+    c = Cost()
+    c.params = sum(_prod(s) for s in op.params(node.attrs, ins).values())
+    c.buffers = sum(_prod(s) for s in op.buffers(node.attrs, ins).values())
+    c.macs = op.macs(node.attrs, ins, outs)
+    if op.counts_activations:
+        c.acts = sum(numel(t) for t in outs)
+    return c
+
+
+def graph_cost(g: Graph, memo: dict[int, Cost] | None = None) -> Cost:
+    """Total cost of a graph; shared block bodies are costed once and reused."""
+    memo = {} if memo is None else memo
+    key = id(g)
+    if key in memo:
+        return memo[key]
+    total = Cost()
+    for n in g:
+        total += node_cost(n, memo)
+    memo[key] = total
+    return total

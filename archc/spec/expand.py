@@ -1,0 +1,380 @@
+"""Expansion: a :class:`SpecDoc` with bound params becomes a typed :class:`Graph`.
+
+Node items in a ``graph`` list take one of these forms::
+
+    - gelu                               # op without attributes, anonymous
+    - {op: conv2d, out: 64, kernel: 3}   # anonymous
+    - stem: {op: conv2d, out: 64}        # named 'stem'
+    - act: gelu                          # named, no attributes
+
+Reserved node keys: ``op`` (an op or block name; may be an expression), ``in`` (input refs; default
+the previous node), ``repeat`` (count; the items see ``i`` and ``n``), ``when`` (the node exists only
+when true; otherwise it passes its first input through), ``names`` (names of a multi-output node's
+outputs). Every other key is an op attribute or a block argument.
+
+Types are inferred while expanding, so a shape mismatch is reported at the node that causes it.
+Block bodies are instantiated once per distinct (block, params, input types) and shared.
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn as nn
+
+from archc.diagnostics import ShapeError, SourceLoc, SpecError, suggest
+from archc.ir.graph import BLOCK, REPEAT, Graph, Node, Ref, freeze
+from archc.ir.types import BATCH, TensorType
+from archc.ops import REGISTRY
+from archc.ops.base import OpCheckError
+from archc.spec.document import BlockDef, SpecDoc, check_identifier, check_param_type
+from archc.spec.expr import evaluate, is_expr
+from archc.spec.loader import YList, YMap
+
+__all__ = ["expand", "MAX_REPEAT", "MAX_NODES"]
+
+MAX_REPEAT = 10_000
+MAX_NODES = 2_000_000
+RESERVED = ("op", "in", "repeat", "when", "names", "doc")
+#: attribute names of nn.Module that a node id must not shadow in generated code
+_MODULE_ATTRS = frozenset(dir(nn.Module)) | {"self", "torch", "nn", "F", "math", "x"}
+
+
+@dataclass
+class _Item:
+    id: str | None
+    op: Any
+    attrs: YMap
+    loc: SourceLoc
+    raw: Any
+
+
+def _parse_item(item: Any, loc: SourceLoc) -> _Item:
+    if isinstance(item, str):
+        return _Item(None, item, YMap(), loc, item)
+    if isinstance(item, YMap):
+        if "op" in item:
+            return _Item(None, item["op"], item, loc, item)
+        if len(item) == 1:
+            (nid, body), = item.items()
+            kloc = item.key_loc(nid)
+            check_identifier(nid, kloc, "node id")
+            if isinstance(body, str):
+                return _Item(nid, body, YMap(), kloc, item)
+            if isinstance(body, YMap):
+                if "op" not in body:
+                    raise SpecError(f"node '{nid}' has no 'op'", body.loc, hint="add 'op: <op or block name>'")
+                return _Item(nid, body["op"], body, kloc, item)
+    raise SpecError(
+        "a graph item must be an op name, a mapping with 'op', or '<id>: {op: ...}'",
+        loc,
+        hint="e.g. '- stem: {op: conv2d, out: 64, kernel: 3}'",
+    )
+
+
+class _Expander:
+    def __init__(self, doc: SpecDoc) -> None:
+        self.doc = doc
+        self.blocks = doc.blocks
+        self.memo: dict[Any, Graph] = {}
+        self.count = 0
+        self.stack: list[str] = []
+
+    # -- graphs ---------------------------------------------------------------------------------
+    def graph(self, name: str, items: YList, env: Mapping[str, Any], inputs: dict[str, TensorType],
+              outputs_raw: Any, outputs_loc: SourceLoc) -> Graph:
+        g = Graph(name, dict(inputs), {}, ())
+        values: dict[str, tuple[Ref, ...]] = {k: (Ref(k, 0),) for k in inputs}
+        out_names: dict[str, tuple[str, ...]] = {}
+        prev: Ref | None = Ref(next(iter(inputs)), 0) if inputs else None
+        taken = set(inputs)
+        for idx, raw in enumerate(items):
+            item = _parse_item(raw, items.loc_of(idx))
+            prev = self.item(g, item, env, values, out_names, prev, taken)
+        g.outputs = self.outputs(outputs_raw, outputs_loc, values, out_names, prev, name)
+        return g
+
+    def outputs(self, raw: Any, loc: SourceLoc, values: dict[str, tuple[Ref, ...]], out_names: dict[str, tuple[str, ...]],
+                prev: Ref | None, name: str) -> tuple[Ref, ...]:
+        if raw is None:
+            if prev is None:
+                raise SpecError(f"'{name}' has no nodes and no outputs", loc)
+            return (prev,)
+        refs = [raw] if isinstance(raw, str) else raw
+        if not isinstance(refs, list):
+            raise SpecError("'outputs' must be a ref or a list of refs", loc)
+        locs = getattr(refs, "locs", [])
+        return tuple(self.ref(r, locs[i] if i < len(locs) else loc, values, out_names)[0] for i, r in enumerate(refs))
+
+    def ref(self, text: Any, loc: SourceLoc, values: dict[str, tuple[Ref, ...]], out_names: dict[str, tuple[str, ...]]) -> tuple[Ref, ...]:
+        """Resolve ``name``, ``name.2``, ``name.k`` or ``name[2]`` to one output ref (as a 1-tuple)."""
+        if not isinstance(text, str):
+            raise SpecError(f"an input reference must be a node name, got {text!r}", loc)
+        t = text.strip()
+        base, sel = t, None
+        if t.endswith("]") and "[" in t:
+            base, _, rest = t.partition("[")
+            sel = rest[:-1]
+        elif "." in t:
+            base, _, sel = t.partition(".")
+        if base not in values:
+            raise SpecError(f"unknown input '{base}'", loc, hint=suggest(base, values) or "refer to an earlier node or a graph input")
+        outs = values[base]
+        if sel is None:
+            if len(outs) != 1:
+                raise SpecError(
+                    f"'{base}' has {len(outs)} outputs; say which one",
+                    loc,
+                    hint=f"use '{base}.0' … '{base}.{len(outs) - 1}'" + (f" or '{base}.{out_names[base][0]}'" if out_names.get(base) else ""),
+                )
+            return (outs[0],)
+        if sel.lstrip("-").isdigit():
+            k = int(sel)
+            if not -len(outs) <= k < len(outs):
+                raise SpecError(f"'{base}' has {len(outs)} outputs; index {k} is out of range", loc)
+            return (outs[k],)
+        names = out_names.get(base, ())
+        if sel in names:
+            return (outs[names.index(sel)],)
+        raise SpecError(f"'{base}' has no output named '{sel}'", loc, hint=suggest(sel, names) or (f"outputs: {', '.join(names)}" if names else "use an index"))
+
+    # -- items ----------------------------------------------------------------------------------
+    def item(self, g: Graph, item: _Item, env: Mapping[str, Any], values: dict[str, tuple[Ref, ...]],
+             out_names: dict[str, tuple[str, ...]], prev: Ref | None, taken: set[str]) -> Ref | None:
+        attrs = item.attrs
+        in_refs = self.inputs_of(item, values, out_names, prev)
+        if "when" in attrs:
+            cond = evaluate(attrs["when"], env, attrs.loc_of("when"))
+            if not isinstance(cond, bool):
+                raise SpecError(f"'when' must be true or false, got {cond!r}", attrs.loc_of("when"))
+            if not cond:
+                return self.passthrough(item, in_refs, values, prev)
+        op = evaluate(item.op, env, attrs.loc_of("op", item.loc))
+        if not isinstance(op, str):
+            raise SpecError(f"'op' must name an op or block, got {op!r}", attrs.loc_of("op", item.loc))
+        nid = item.id or self.fresh(op, taken)
+        if nid in taken:
+            raise SpecError(f"node id '{nid}' is used twice in '{g.name}'", item.loc, hint="give the node a unique id")
+        if nid in _MODULE_ATTRS or keyword.iskeyword(nid):
+            raise SpecError(f"node id '{nid}' clashes with a name used by generated modules", item.loc, hint=f"rename it, e.g. '{nid}_'")
+        taken.add(nid)
+        args = {k: v for k, v in attrs.items() if k not in RESERVED}
+        refs = self.default_inputs(op, in_refs, prev, item.loc)
+        if "repeat" in attrs:
+            n = evaluate(attrs["repeat"], env, attrs.loc_of("repeat"))
+            rloc = attrs.loc_of("repeat")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise SpecError(f"'repeat' must be a non-negative integer, got {n!r}", rloc)
+            if n > MAX_REPEAT:
+                raise SpecError(f"'repeat' of {n} exceeds the limit of {MAX_REPEAT}", rloc, hint="check the repeat expression")
+            if n == 0:
+                return self.passthrough(item, in_refs, values, prev)
+            node = self.repeat(g, nid, op, args, attrs, env, refs, n, item.loc)
+        else:
+            node = self.build(g, nid, op, args, attrs, env, refs, [g.type_of(r) for r in refs], item.loc)
+        g.nodes[nid] = node
+        nout = len(node.types)
+        values[nid] = tuple(Ref(nid, k) for k in range(nout))
+        names = self.names_of(attrs, nout, node)
+        if names:
+            out_names[nid] = names
+        return Ref(nid, 0)
+
+    def passthrough(self, item: _Item, in_refs: tuple[Ref, ...] | None, values: dict[str, tuple[Ref, ...]], prev: Ref | None) -> Ref | None:
+        src = in_refs[0] if in_refs else prev
+        if item.id is not None and src is not None:
+            values[item.id] = (src,)
+        return src
+
+    def names_of(self, attrs: YMap, nout: int, node: Node) -> tuple[str, ...]:
+        if "names" not in attrs:
+            return node.out_names
+        names = attrs["names"]
+        loc = attrs.loc_of("names")
+        if not isinstance(names, list) or len(names) != nout:
+            raise SpecError(f"'names' must list {nout} output names, got {names!r}", loc)
+        for j, nm in enumerate(names):
+            check_identifier(nm, getattr(names, "locs", [loc] * nout)[j], "output name")
+        return tuple(names)
+
+    def inputs_of(self, item: _Item, values: dict[str, tuple[Ref, ...]], out_names: dict[str, tuple[str, ...]], prev: Ref | None) -> tuple[Ref, ...] | None:
+        if "in" not in item.attrs:
+            return None
+        raw = item.attrs["in"]
+        loc = item.attrs.loc_of("in")
+        refs = [raw] if isinstance(raw, str) else raw
+        if not isinstance(refs, list):
+            raise SpecError(f"'in' must be a node name or a list of them, got {raw!r}", loc)
+        locs = getattr(refs, "locs", [])
+        out: list[Ref] = []
+        for i, r in enumerate(refs):
+            out += self.ref(r, locs[i] if i < len(locs) else loc, values, out_names)
+        return tuple(out)
+
+    def fresh(self, op: str, taken: set[str]) -> str:
+        base = op if op not in _MODULE_ATTRS and not keyword.iskeyword(op) else f"{op}_"
+        if base not in taken:
+            return base
+        k = 1
+        while f"{base}{k}" in taken:
+            k += 1
+        return f"{base}{k}"
+
+    def default_inputs(self, op: str, in_refs: tuple[Ref, ...] | None, prev: Ref | None, loc: SourceLoc) -> tuple[Ref, ...]:
+        if in_refs is not None:
+            return in_refs
+        if op in REGISTRY and REGISTRY[op].arity[1] == 0:
+            return ()
+        if prev is None:
+            raise SpecError("this node has no input: it is the first node and the graph has no inputs", loc, hint="add 'in: <name>'")
+        return (prev,)
+
+    def build(self, g: Graph, nid: str, op: str, args: dict[str, Any], attrs: YMap, env: Mapping[str, Any],
+              refs: tuple[Ref, ...], in_types: list[TensorType], loc: SourceLoc) -> Node:
+        """One op node or block instance with inputs of ``in_types``."""
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise SpecError(f"the model expands to more than {MAX_NODES} nodes", loc, hint="check repeat counts")
+        if op in self.blocks:
+            return self.block_instance(nid, self.blocks[op], args, attrs, env, refs, in_types, loc)
+        opdef = REGISTRY.get(op)
+        if opdef is None:
+            cands = list(REGISTRY) + list(self.blocks)
+            raise SpecError(f"unknown op '{op}'", attrs.loc_of("op", loc), hint=suggest(op, cands) or "see 'archc ops' for the op library")
+        lo, hi = opdef.arity
+        if len(refs) < lo or (hi is not None and len(refs) > hi):
+            want = f"{lo}" if lo == hi else f"{lo}..{hi if hi is not None else 'n'}"
+            raise SpecError(f"op '{op}' takes {want} inputs, got {len(refs)}", attrs.loc_of("in", loc))
+        values = {k: evaluate(v, env, attrs.loc_of(k, loc)) for k, v in args.items()}
+        try:
+            bound = opdef.bind(values)
+        except OpCheckError as exc:
+            where = attrs.loc_of(exc.attr, loc) if exc.attr and exc.attr in attrs else (attrs.key_loc(exc.attr) if exc.attr in attrs else loc)
+            raise SpecError(f"node '{nid}' ({op}): {exc}", where, hint=exc.hint) from None
+        try:
+            out_types = opdef.infer(bound, in_types)
+        except OpCheckError as exc:
+            shown = ", ".join(str(t) for t in in_types)
+            where = attrs.loc_of(exc.attr, loc) if exc.attr and exc.attr in attrs else loc
+            raise ShapeError(f"node '{nid}' ({op}): {exc} [inputs: {shown}]", where, hint=exc.hint) from None
+        exprs = {k: v for k, v in args.items() if is_expr(v)}
+        meta: dict[str, Any] = {"types": tuple(out_types), "in_types": tuple(in_types)}
+        if exprs:
+            meta["exprs"] = exprs
+        return Node(nid, op, refs, freeze(bound), loc, meta=meta)
+
+    def block_instance(self, nid: str, bd: BlockDef, args: dict[str, Any], attrs: YMap, env: Mapping[str, Any],
+                       refs: tuple[Ref, ...], in_types: list[TensorType], loc: SourceLoc) -> Node:
+        if len(refs) != len(bd.inputs):
+            raise SpecError(
+                f"block '{bd.name}' takes {len(bd.inputs)} inputs ({', '.join(bd.inputs)}), got {len(refs)}",
+                attrs.loc_of("in", loc),
+            )
+        bound: dict[str, Any] = {}
+        for k, v in args.items():
+            if k not in bd.params:
+                raise SpecError(
+                    f"block '{bd.name}' has no param '{k}'",
+                    attrs.key_loc(k),
+                    hint=suggest(k, bd.params) or (f"params: {', '.join(bd.params)}" if bd.params else "it takes no params"),
+                )
+            val = evaluate(v, env, attrs.loc_of(k, loc))
+            bound[k] = check_param_type(bd.params[k], val, attrs.loc_of(k, loc), bd.name)
+        benv: dict[str, Any] = {}
+        for pname, decl in bd.params.items():
+            if pname in bound:
+                benv[pname] = bound[pname]
+            elif decl.required:
+                raise SpecError(f"block '{bd.name}' needs param '{pname}'", loc, hint=f"add '{pname}: ...'")
+            else:
+                benv[pname] = check_param_type(decl, evaluate(decl.default, benv, decl.loc), decl.loc, bd.name)
+        key = (bd.name, _hashable(benv), tuple(in_types))
+        body = self.memo.get(key)
+        if body is None:
+            if bd.name in self.stack:
+                raise SpecError(f"block '{bd.name}' uses itself", loc, hint="blocks may not be recursive")
+            self.stack.append(bd.name)
+            try:
+                body = self.graph(bd.name, bd.graph, benv, dict(zip(bd.inputs, in_types)), bd.outputs, bd.loc)
+            finally:
+                self.stack.pop()
+            self.memo[key] = body
+        else:
+            self.count += sum(1 for _ in body.walk())
+        out_names = tuple(str(r) if r.index == 0 else f"{r.node}_{r.index}" for r in body.outputs) if len(body.outputs) > 1 else ()
+        meta = {"types": body.output_types, "in_types": tuple(in_types), "exprs": {k: v for k, v in args.items() if is_expr(v)}}
+        return Node(nid, BLOCK, refs, freeze({}), loc, body=body, block=bd.name, params=freeze(benv),
+                    out_names=out_names, meta=meta)
+
+    def repeat(self, g: Graph, nid: str, op: str, args: dict[str, Any], attrs: YMap, env: Mapping[str, Any],
+               refs: tuple[Ref, ...], n: int, loc: SourceLoc) -> Node:
+        outer = [g.type_of(r) for r in refs]
+        body = Graph(nid, {"x": outer[0], **{f"in{j}": t for j, t in enumerate(outer[1:], 1)}}, {}, ())
+        extra = [Ref(f"in{j}", 0) for j in range(1, len(refs))]
+        cur = Ref("x", 0)
+        for i in range(n):
+            ienv = {**env, "i": i, "n": n}
+            item_refs = (cur, *extra)
+            in_types = [body.type_of(r) for r in item_refs]
+            node = self.build(body, str(i), op, args, attrs, ienv, item_refs, in_types, loc)
+            if len(node.types) != 1:
+                raise SpecError(f"repeated '{op}' must have exactly one output, it has {len(node.types)}", loc)
+            body.nodes[node.id] = node
+            cur = Ref(node.id, 0)
+        body.outputs = (cur,)
+        meta = {"types": body.output_types, "in_types": tuple(outer), "repeat_op": op}
+        return Node(nid, REPEAT, refs, freeze({"count": n}), loc, body=body, meta=meta)
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_hashable(x) for x in v)
+    return v
+
+
+def expand(doc: SpecDoc, params: Mapping[str, Any], variant: str | None = None) -> Graph:
+    """Expand ``doc`` with resolved top-level ``params`` into a typed graph.
+
+    >>> from archc.spec import load_spec
+    >>> g = load_spec("specs/transxnet.yaml")  # doctest: +SKIP
+    """
+    ex = _Expander(doc)
+    inputs: dict[str, TensorType] = {}
+    locs: dict[str, SourceLoc] = {}
+    for name, shape in doc.inputs.items():
+        loc = doc.inputs.loc_of(name)
+        inputs[name] = _input_type(shape, params, loc, name)
+        locs[name] = loc
+    try:
+        g = ex.graph(doc.name, doc.graph, params, inputs, doc.outputs, doc.raw.loc_of("outputs"))
+    except RecursionError:
+        raise SpecError("the spec nests too deeply", doc.raw.loc) from None
+    g.input_locs = locs
+    g.meta.update({"spec": doc.path, "variant": variant, "params": dict(params), "digest": doc.digest, "doc": doc.doc})
+    return g
+
+
+def _input_type(shape: Any, params: Mapping[str, Any], loc: SourceLoc, name: str) -> TensorType:
+    dtype = "float32"
+    if isinstance(shape, YMap):
+        dtype = shape.get("dtype", "float32")
+        if dtype not in ("float32", "float64", "float16", "bfloat16"):
+            raise SpecError(f"unsupported input dtype {dtype!r}", shape.loc_of("dtype"), hint="use float32")
+        loc = shape.loc_of("shape", loc)
+        shape = shape.get("shape")
+    shape = evaluate(shape, params, loc)
+    if not isinstance(shape, list) or not shape:
+        raise SpecError(f"input '{name}' needs a shape list like [B, 3, 224, 224], got {shape!r}", loc)
+    dims: list[Any] = []
+    for j, d in enumerate(shape):
+        if j == 0 and d == BATCH:
+            dims.append(BATCH)
+        elif isinstance(d, int) and not isinstance(d, bool) and d > 0:
+            dims.append(d)
+        else:
+            raise SpecError(f"input '{name}': dimension {j} must be a positive integer (or B for the batch), got {d!r}", loc)
+    return TensorType(tuple(dims), dtype)
