@@ -82,9 +82,10 @@ class Attention2d(Op):
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
         c, h = ins[0].shape[1], a["heads"]
-        scale = a["scale"] if a["scale"] is not None else (c // h) ** -0.5
         fwd = "{m}({0}, {1}, {2}, {3})" if len(ins) == 4 else "{m}({0}, {1}, {2})"
-        return Lowering(Call("Attention2d", (h, scale)), fwd, helpers=("Attention2d",))
+        # the default scale is derived from the channels inside the helper, so instances of a block share code
+        call = Call("Attention2d", (h, c), {"scale": a["scale"]}, {"scale": None}, ("heads", "dim"))
+        return Lowering(call, fwd, helpers=("Attention2d",))
 
 
 class SDPA(Op):
@@ -130,11 +131,11 @@ class SDPA(Op):
         logits = "({0} @ {1}.transpose(-2, -1)) * {scale}"
         if len(ins) == 4:
             if ins[3].dtype == "bool":
-                logits = "(%s).masked_fill(~{3}, float('-inf'))" % logits
+                logits = "(" + logits + ").masked_fill(~{3}, float('-inf'))"
             else:
-                logits = "(%s + {3})" % logits
+                logits = "(" + logits + " + {3})"
         else:
-            logits = "(%s)" % logits
+            logits = "(" + logits + ")"
         return Lowering(None, logits + ".softmax(-1) @ {2}", {"scale": scale})
 
 
@@ -151,10 +152,10 @@ class Attention2d(nn.Module):
     bicubically resized to them.
     """
 
-    def __init__(self, heads: int, scale: float):
+    def __init__(self, heads: int, dim: int, scale=None):
         super().__init__()
         self.heads = heads
-        self.scale = scale
+        self.scale = scale if scale is not None else (dim // heads) ** -0.5
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:

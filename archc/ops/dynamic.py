@@ -17,7 +17,8 @@ pooled map (C·hidden + hidden·G·C)·K² and on the 1×1 mean (C·hidden + hid
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from archc.ir.types import TensorType
 from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, helper, register

@@ -108,6 +108,10 @@ class _Gen:
         if n.is_block:
             return base + (n.block, self.sig(n.body))
         if n.is_repeat:
+            items = list(n.body)
+            if all(it.is_block for it in items) and len({(it.block, self.sig(it.body)) for it in items}) == 1:
+                # a loop over one class: the count and per-item args become constructor values
+                return (n.id, n.op, n.inputs, "uniform", items[0].block, self.sig(items[0].body))
             return base + (self.sig(n.body),)
         low = _lowering(n)
         return base + (_form(low.module), low.forward, tuple(low.values), low.helpers)
@@ -153,7 +157,9 @@ class _Gen:
 class _Symbols:
     """Explains values that vary across the instances of one class by constructor arguments."""
 
-    def __init__(self, gen: _Gen, cls: _Class, envs: list[Mapping[str, Any]], exprs: list[tuple[str, dict[str, Any]]]) -> None:
+    def __init__(self, gen: _Gen, cls: _Class, envs: list[Mapping[str, Any]], exprs: list[tuple[str, dict[str, Any]]],
+                 loop_n: str | None = None) -> None:
+        self.loop_n = loop_n  # inside a loop: 'i' stays the loop variable and 'n' is the count expression
         self.gen = gen
         self.cls = cls
         self.envs = envs
@@ -198,6 +204,8 @@ class _Symbols:
         for p in self.cls.param_decls:
             if all(_same(env.get(p), v) for env, v in zip(self.envs, values)):
                 return self.use(p)
+        if self.loop_n is not None and all(_same(env.get("i"), v) for env, v in zip(self.envs, values)):
+            return "i"
         for src, extra in self.exprs:
             expr = compile_expr(src)
             try:
@@ -225,6 +233,10 @@ class _Symbols:
             def visit_Name(self, node: ast.Name) -> ast.AST:
                 if node.id in extra:
                     return ast.Constant(extra[node.id])
+                if sym.loop_n is not None and node.id == "i":
+                    return node
+                if sym.loop_n is not None and node.id == "n":
+                    return ast.parse(sym.loop_n, mode="eval").body
                 sym.use(node.id)
                 return node
 
@@ -374,7 +386,12 @@ class _ClassEmitter:
 
     def emit_repeat(self, nodes: list[Node], ins: list[str], lhs: str) -> None:
         nid = nodes[0].id
-        count = nodes[0].attrs["count"]
+        counts = [n.attrs["count"] for n in nodes]
+        uniform = self.gen.node_sig(nodes[0])[3] == "uniform"
+        if uniform and (self.cls.block is not None or len(set(counts)) > 1):
+            self.emit_loop(nodes, ins, lhs, counts)
+            return
+        count = counts[0]
         items = []
         for j in range(count):
             its = [n.body.nodes[str(j)] for n in nodes]
@@ -400,6 +417,45 @@ class _ClassEmitter:
             self.fwd.append(f"{lhs} = {ins[0]}")
             self.fwd.append(f"for blk in self.{nid}:")
             self.fwd.append(f"    {lhs} = blk({lhs}, {', '.join(ins[1:])})")
+
+
+    def emit_loop(self, nodes: list[Node], ins: list[str], lhs: str, counts: list[int]) -> None:
+        """``nn.Sequential(*[Block(...) for i in range(n)])`` with per-item args as expressions of i."""
+        nid = nodes[0].id
+        first = nodes[0].body.nodes["0"]
+        child = self.gen.classes[(first.block, self.gen.sig(first.body))]
+        n_src = self.sym.render(counts, f"{nid}_depth")
+        rows = [(k, j) for k, c in enumerate(counts) for j in range(c)]
+        row_envs = [{**self.sym.envs[k], "i": j, "n": counts[k]} for k, j in rows]
+        exprs = [(src, {}) for src in _expr_sources(first)] + self.sym.exprs
+        rsym = _Symbols(self.gen, self.cls, row_envs, exprs, loop_n=n_src)
+        rsym.used = self.sym.used
+        parts = []
+        for arg, _ in child.args:
+            vals = [self.child_arg_value(child, nodes[k].body.nodes[str(j)], arg) for k, j in rows]
+            sym = rsym.explain(vals)
+            if sym is None:
+                per_inst = [[vals[r] for r, (k2, _) in enumerate(rows) if k2 == k] for k in range(len(nodes))]
+                sym = f"{self.sym.render(per_inst, f'{nid}_{arg}')}[i]"
+            parts.append(f"{arg}={sym}")
+        call = f"{child.name}({', '.join(parts)})"
+        if len(ins) == 1:
+            self.init.append(f"self.{nid} = nn.Sequential(*[{call} for i in range({n_src})])")
+            self.fwd.append(f"{lhs} = self.{nid}({ins[0]})")
+        else:
+            self.init.append(f"self.{nid} = nn.ModuleList([{call} for i in range({n_src})])")
+            self.fwd.append(f"{lhs} = {ins[0]}")
+            self.fwd.append(f"for blk in self.{nid}:")
+            self.fwd.append(f"    {lhs} = blk({lhs}, {', '.join(ins[1:])})")
+
+
+def _expr_sources(node: Node) -> list[str]:
+    out = []
+    for v in (node.meta.get("exprs") or {}).values():
+        m = re.fullmatch(r"\$\{(.*)\}", v.strip(), re.S) if isinstance(v, str) else None
+        if m and "${" not in m.group(1):
+            out.append(m.group(1))
+    return out
 
 
 _EXTRA: dict[int, dict[str, list[Any]]] = {}
