@@ -170,7 +170,10 @@ class Reshape(Op):
         return [x.with_shape((x.shape[0], *shape))]
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
-        return Lowering(None, "{0}.reshape([{0}.shape[0]] + {shape})", {"shape": [int(d) for d in outs[0].shape[1:]]})
+        shape = [int(d) for d in outs[0].shape[1:]]
+        if not shape:  # an empty list literal would script as List[Tensor]
+            return Lowering(None, "{0}.reshape([{0}.shape[0]])")
+        return Lowering(None, "{0}.reshape([{0}.shape[0]] + {shape})", {"shape": shape})
 
 
 class Permute(Op):

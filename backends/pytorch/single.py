@@ -6,6 +6,8 @@ analytic shape, parameter count and MAC count equal what PyTorch observes.
 
 from __future__ import annotations
 
+import hashlib
+import linecache
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -56,7 +58,10 @@ def build_single(name: str, attrs: Mapping[str, Any], in_types: Sequence[TensorT
     lines.append(f"\n    def forward(self, {sig}):\n        return {render_forward(low, 'self.m', args)}\n")
     src = "".join(lines)
     ns: dict[str, Any] = {}
-    exec(compile(src, f"<op {name}>", "exec"), ns)  # the source is archc's own lowering, not user text
+    # registered in linecache so that torch.jit.script can read the source back
+    fname = f"<archc-single-{name}-{hashlib.sha1(src.encode()).hexdigest()[:12]}>"
+    linecache.cache[fname] = (len(src), None, src.splitlines(True), fname)
+    exec(compile(src, fname, "exec"), ns)  # the source is archc's own lowering, not user text
     return ns["Single"](), src, outs, a
 
 
