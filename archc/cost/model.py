@@ -27,7 +27,7 @@ class Cost:
     buffers: int = 0
     uncosted: list[str] = field(default_factory=list)
 
-    def __iadd__(self, other: "Cost") -> "Cost":
+    def __iadd__(self, other: Cost) -> Cost:
         self.params += other.params
         self.macs += other.macs
         self.acts += other.acts

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from archc.diagnostics import SourceLoc
 from archc.ir.types import TensorType
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["Ref", "Node", "Graph", "BLOCK", "REPEAT", "freeze"]
 
@@ -120,6 +121,8 @@ class Graph:
         return out
 
     def to_networkx(self) -> nx.DiGraph:
+        import networkx as nx  # imported on first use: it costs most of archc's start-up time
+
         g = nx.DiGraph()
         for name in self.inputs:
             g.add_node(name)
@@ -145,6 +148,8 @@ class Graph:
 
     def sorted(self) -> Graph:
         """This graph with nodes in a deterministic topological order (stable w.r.t. current order)."""
+        import networkx as nx
+
         order = {nid: i for i, nid in enumerate(self.nodes)}
         g = self.to_networkx()
         topo = nx.lexicographical_topological_sort(g, key=lambda k: order.get(k, -1))

@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch.nn as nn
-
 from archc.diagnostics import ShapeError, SourceLoc, SpecError, suggest
 from archc.ir.graph import BLOCK, REPEAT, Graph, Node, Ref, freeze
 from archc.ir.types import BATCH, TensorType
@@ -39,8 +37,18 @@ __all__ = ["expand", "MAX_REPEAT", "MAX_NODES"]
 MAX_REPEAT = 10_000
 MAX_NODES = 2_000_000
 RESERVED = ("op", "in", "repeat", "when", "names", "doc")
-#: attribute names of nn.Module that a node id must not shadow in generated code
-_MODULE_ATTRS = frozenset(dir(nn.Module)) | {"self", "torch", "nn", "F", "math", "x"}
+#: names a node id must not take: nn.Module attributes it would shadow in generated code, and the
+#: module-level names generated code uses (kept literal so expanding a spec never imports torch)
+_MODULE_ATTRS = frozenset("""
+    T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double dump_patches
+    eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half ipu load_state_dict
+    modules mtia named_buffers named_children named_modules named_parameters parameters register_backward_hook
+    register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
+    register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook
+    register_module register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_
+    set_extra_state set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
+    self torch nn F math Tuple Optional blk i
+""".split())
 
 
 @dataclass
@@ -158,7 +166,7 @@ class _Expander:
         nid = item.id or self.fresh(op, taken)
         if nid in taken:
             raise SpecError(f"node id '{nid}' is used twice in '{g.name}'", item.loc, hint="give the node a unique id")
-        if nid in _MODULE_ATTRS or keyword.iskeyword(nid):
+        if nid in _MODULE_ATTRS or keyword.iskeyword(nid) or nid.startswith("_"):
             raise SpecError(f"node id '{nid}' clashes with a name used by generated modules", item.loc, hint=f"rename it, e.g. '{nid}_'")
         taken.add(nid)
         args = {k: v for k, v in attrs.items() if k not in RESERVED}
@@ -175,12 +183,14 @@ class _Expander:
             node = self.repeat(g, nid, op, args, attrs, env, refs, n, item.loc)
         else:
             node = self.build(g, nid, op, args, attrs, env, refs, [g.type_of(r) for r in refs], item.loc)
-        g.nodes[nid] = node
         nout = len(node.types)
-        values[nid] = tuple(Ref(nid, k) for k in range(nout))
         names = self.names_of(attrs, nout, node)
         if names:
             out_names[nid] = names
+            if names != node.out_names:
+                node = node.replace(out_names=names, meta=node.meta)
+        g.nodes[nid] = node
+        values[nid] = tuple(Ref(nid, k) for k in range(nout))
         return Ref(nid, 0)
 
     def passthrough(self, item: _Item, in_refs: tuple[Ref, ...] | None, values: dict[str, tuple[Ref, ...]], prev: Ref | None) -> Ref | None:
