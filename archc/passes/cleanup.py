@@ -1,0 +1,122 @@
+"""Inference-time cleanups.
+
+* ``remove_train_only``: dropout, drop-path and identity are the identity in eval mode; their users
+  read the input instead.
+* ``dce``: nodes whose outputs reach no graph output are removed (with their weights).
+* ``cse``: two parameter-free nodes with the same op, attributes and inputs compute the same value;
+  the later one is replaced by the earlier.
+* ``inline_blocks``: a block instance whose body became a single op reading the block inputs in
+  order is replaced by that op (state-dict keys lose the inner node's name).
+"""
+
+from __future__ import annotations
+
+from archc.ir.graph import Graph, Node, Ref
+from archc.ops import REGISTRY
+from archc.passes.base import Match, Rewrite, Rule, RulePass, StateDict, register_pass
+
+__all__ = ["RemoveTrainOnly", "DeadCode", "CommonSubexpr", "InlineSingleOpBlocks"]
+
+
+class _RemoveTrainOnly(Rule):
+    name = "remove_train_only"
+
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+        op = REGISTRY.get(node.op)
+        if op is None or not (op.train_only or node.op == "identity"):
+            return None
+        return Match(node)
+
+    def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
+        n = m.anchor
+        return Rewrite({n.id}, [], {Ref(n.id, 0): n.inputs[0]})
+
+
+@register_pass
+class RemoveTrainOnly(RulePass):
+    name = "remove_train_only"
+    doc = "Drop dropout, drop-path and identity nodes (identities in eval mode)."
+    rules = (_RemoveTrainOnly(),)
+
+
+class _Dead(Rule):
+    name = "dce"
+
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+        return Match(node) if not users.get(node.id) else None
+
+    def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
+        n = m.anchor
+
+        def drop(sd: StateDict) -> None:
+            for k in [k for k in sd if k == n.id or k.startswith(n.id + ".")]:
+                del sd[k]
+
+        return Rewrite({n.id}, [], {}, drop)
+
+
+@register_pass
+class DeadCode(RulePass):
+    name = "dce"
+    doc = "Remove nodes whose values are never used."
+    rules = (_Dead(),)
+
+
+class _CSE(Rule):
+    name = "cse"
+
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+        if node.body is not None or node.op not in REGISTRY or REGISTRY[node.op].params(node.attrs, node.meta["in_types"]):
+            return None
+        if REGISTRY[node.op].buffers(node.attrs, node.meta["in_types"]) or REGISTRY[node.op].arity[1] == 0:
+            return None
+        key = (node.op, tuple(node.inputs), tuple(sorted((k, repr(v)) for k, v in node.attrs.items())))
+        for other in g:
+            if other.id == node.id:
+                return None
+            if other.body is None and (other.op, tuple(other.inputs), tuple(sorted((k, repr(v)) for k, v in other.attrs.items()))) == key:
+                return Match(node, {"same": other})
+        return None
+
+    def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
+        n, same = m.anchor, m.nodes["same"]
+        return Rewrite({n.id}, [], {Ref(n.id, k): Ref(same.id, k) for k in range(len(n.types))})
+
+
+@register_pass
+class CommonSubexpr(RulePass):
+    name = "cse"
+    doc = "Merge parameter-free nodes that compute the same value."
+    rules = (_CSE(),)
+
+
+class _Inline(Rule):
+    name = "inline_blocks"
+
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+        if not node.is_block or node.body is None or len(node.body) != 1:
+            return None
+        inner = next(iter(node.body))
+        if inner.body is not None or tuple(node.body.outputs) != tuple(Ref(inner.id, k) for k in range(len(inner.types))):
+            return None
+        if tuple(inner.inputs) != tuple(Ref(k, 0) for k in node.body.inputs):
+            return None
+        return Match(node, {"inner": inner})
+
+    def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
+        n, inner = m.anchor, m.nodes["inner"]
+        new = inner.replace(id=n.id, inputs=n.inputs, loc=inner.loc, out_names=n.out_names or inner.out_names, meta=dict(inner.meta))
+        prefix = f"{n.id}.{inner.id}"
+
+        def rename(sd: StateDict) -> None:
+            for k in [k for k in sd if k == prefix or k.startswith(prefix + ".")]:
+                sd[n.id + k[len(prefix):]] = sd.pop(k)
+
+        return Rewrite(set(), [new], {}, rename)
+
+
+@register_pass
+class InlineSingleOpBlocks(RulePass):
+    name = "inline_blocks"
+    doc = "Replace block instances whose body is a single op by that op."
+    rules = (_Inline(),)

@@ -1,0 +1,106 @@
+"""Folding per-channel scales and shifts into the adjacent linear layer.
+
+* layer scale after a conv/linear: ``γ⊙(Wx + b) + β = (γ⊙W)x + (γ⊙b + β)`` (β only for layer scales
+  with a bias).
+* GRN bias through the next linear map: ``W(GRN₀(x) + β) + b = W·GRN₀(x) + (Wβ + b)`` where GRN₀ is
+  GRN without its bias; the next map must be a linear or an unpadded 1×1 conv (UniRepLKNet's block
+  fold).
+
+Refused when the producer's output is also used elsewhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from archc.ir.graph import Graph, Node, Ref
+from archc.passes.base import Match, Rewrite, Rule, RulePass, StateDict, make_node, register_pass, single_user
+
+__all__ = ["FoldLayerScale", "FoldGRNBias", "ScaleFold"]
+
+
+def _is_linear_map(n: Node) -> bool:
+    return n.op == "linear" or (n.op == "conv2d" and tuple(n.attrs["kernel"]) == (1, 1) and n.attrs["groups"] == 1)
+
+
+class FoldLayerScale(Rule):
+    name = "fold_layer_scale"
+    anchor_ops = ("layer_scale",)
+
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+        prev = g.nodes.get(node.inputs[0].node)
+        if prev is None or prev.op not in ("conv2d", "linear"):
+            return None
+        return Match(node, {"prev": prev})
+
+    def check(self, g: Graph, m: Match, users: dict[str, list[str]]) -> str | None:
+        prev, ls = m.nodes["prev"], m.anchor
+        if single_user(users, prev.id) != ls.id:
+            return f"'{prev.id}' is also used outside the match"
+        channel_last = ls.attrs["channels_last"]
+        if (prev.op == "linear") != channel_last:
+            return f"layer scale over {'the last axis' if channel_last else 'axis 1'} does not scale the outputs of '{prev.id}'"
+        return None
+
+    def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
+        ls, prev = m.anchor, m.nodes["prev"]
+        new = make_node(g, prev.id, prev.op, prev.inputs, {**dict(prev.attrs), "bias": True}, like=prev)
+        had_bias = prev.attrs["bias"]
+        with_conv_form = ls.attrs["bias"] and not ls.attrs["channels_last"]
+
+        def fold(sd: StateDict) -> None:
+            if with_conv_form:
+                gamma, beta = sd.pop(f"{ls.id}.weight").reshape(-1), sd.pop(f"{ls.id}.bias")
+            else:
+                gamma = sd.pop(f"{ls.id}.gamma")
+                beta = sd.pop(f"{ls.id}.beta") if f"{ls.id}.beta" in sd else torch.zeros_like(gamma)
+            w = sd[f"{prev.id}.weight"]
+            b = sd[f"{prev.id}.bias"] if had_bias else torch.zeros(w.shape[0], dtype=w.dtype)
+            sd[f"{prev.id}.weight"] = w * gamma.reshape(-1, *([1] * (w.dim() - 1)))
+            sd[f"{prev.id}.bias"] = b * gamma + beta
+
+        return Rewrite({ls.id}, [new], {Ref(ls.id, 0): Ref(prev.id, 0)}, fold)
+
+
+class FoldGRNBias(Rule):
+    name = "fold_grn_bias"
+    anchor_ops = ("grn",)
+
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+        if not node.attrs["bias"]:
+            return None
+        user = single_user(users, node.id)
+        nxt = g.nodes.get(user) if user else None
+        if nxt is None or not _is_linear_map(nxt):
+            return None
+        return Match(node, {"next": nxt})
+
+    def check(self, g: Graph, m: Match, users: dict[str, list[str]]) -> str | None:
+        nxt, grn = m.nodes["next"], m.anchor
+        if nxt.op == "conv2d" and (grn.attrs["channels_last"] or tuple(nxt.attrs["padding"] or (0, 0)) != (0, 0)):
+            return f"'{nxt.id}' is not a channels-first unpadded 1×1 conv over the GRN's channels"
+        if nxt.op == "linear" and not grn.attrs["channels_last"]:
+            return f"'{nxt.id}' maps the last axis but the GRN normalizes axis 1"
+        return None
+
+    def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
+        grn, nxt = m.anchor, m.nodes["next"]
+        new_grn = make_node(g, grn.id, "grn", grn.inputs, {**dict(grn.attrs), "bias": False}, like=grn)
+        new_next = make_node(g, nxt.id, nxt.op, nxt.inputs, {**dict(nxt.attrs), "bias": True}, like=nxt,
+                             types={Ref(grn.id, 0): new_grn.types[0]})
+        had_bias = nxt.attrs["bias"]
+
+        def fold(sd: StateDict) -> None:
+            beta = sd.pop(f"{grn.id}.beta")
+            w = sd[f"{nxt.id}.weight"]
+            b = sd[f"{nxt.id}.bias"] if had_bias else torch.zeros(w.shape[0], dtype=w.dtype)
+            sd[f"{nxt.id}.bias"] = b + w.reshape(w.shape[0], -1) @ beta
+
+        return Rewrite(set(), [new_grn, new_next], {}, fold)
+
+
+@register_pass
+class ScaleFold(RulePass):
+    name = "fold_scales"
+    doc = "Fold layer scales into the preceding conv/linear and GRN biases into the next linear map."
+    rules = (FoldLayerScale(), FoldGRNBias())
