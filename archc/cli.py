@@ -39,7 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_spec_args(p, optional=True)
     p.add_argument("-o", "--output", help="output file (default: <name>_<variant>.py in the current folder)")
     p.add_argument("--target", default="pytorch", choices=["pytorch"], help="artifact kind")
-    p.add_argument("--pipeline", default="train", choices=["train"], help="pass pipeline")
+    p.add_argument("--pipeline", default="train", choices=["train", "deploy"],
+                   help="pass pipeline: train = as written; deploy = every exact inference-time simplification")
+    p.add_argument("--weights", help="train-form state_dict to convert; written beside the output as .pth")
+    p.add_argument("--no-check", action="store_true", help="skip the float64 equivalence check of each pass")
+    p.add_argument("--debug", action="store_true", help="verify the IR after every pass")
+
+    p = sub.add_parser("explain", help="show, for each candidate site of a pass, which rule fired or why not")
+    _add_spec_args(p)
+    p.add_argument("--pass", dest="pass_name", required=True, help="pass name (see 'archc passes')")
+
+    sub.add_parser("passes", help="list passes and pipelines")
 
     sub.add_parser("ops", help="list the op library")
     return ap
@@ -55,7 +65,9 @@ def _options(args: argparse.Namespace):  # noqa: ANN202
     from archc.compiler import CompileOptions
 
     return CompileOptions(variant=args.variant, params=list(args.param),
-                          target=getattr(args, "target", "pytorch"), pipeline=getattr(args, "pipeline", "train"))
+                          target=getattr(args, "target", "pytorch"), pipeline=getattr(args, "pipeline", "train"),
+                          weights=getattr(args, "weights", None), check=not getattr(args, "no_check", False),
+                          debug=getattr(args, "debug", False))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -81,15 +93,39 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from archc.compiler import compile_spec, default_spec, write_atomic
-    from archc.report import summary
+    from archc.compiler import compile_spec, default_spec, write_artifact
+    from archc.report import pipeline_table, summary
 
     spec = args.spec or str(default_spec())
     res = compile_spec(spec, _options(args))
     variant = res.graph.meta.get("variant")
     out = Path(args.output) if args.output else Path(f"{res.doc.name}{'_' + variant if variant else ''}.py")
-    write_atomic(out, res.source)
+    files = write_artifact(res, out)
     print(summary(res.graph, res.cost, out))
+    if len(files) > 1:
+        print(f"  weights      {files[1]}")
+    if res.pipeline is not None and res.pipeline.steps:
+        print(pipeline_table(res.pipeline, res.train_graph, res.graph))
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from archc.compiler import build_graph
+    from archc.passes.explain import explain
+
+    _, g = build_graph(args.spec, _options(args))
+    print(explain(g, args.pass_name))
+    return 0
+
+
+def _cmd_passes(args: argparse.Namespace) -> int:
+    from archc.passes.base import PASSES
+    from archc.passes.pipeline import PIPELINES
+
+    for name in sorted(PASSES):
+        print(f"{name:20s} {PASSES[name].doc}")
+    for name, ps in PIPELINES.items():
+        print(f"pipeline {name}: {' → '.join(ps) if ps else '(as written)'}")
     return 0
 
 
@@ -102,7 +138,8 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"validate": _cmd_validate, "show": _cmd_show, "compile": _cmd_compile, "ops": _cmd_ops}
+_COMMANDS = {"validate": _cmd_validate, "show": _cmd_show, "compile": _cmd_compile, "ops": _cmd_ops,
+             "explain": _cmd_explain, "passes": _cmd_passes}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArchcError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
     except KeyboardInterrupt:
         print("archc: interrupted", file=sys.stderr)
         return 130

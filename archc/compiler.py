@@ -15,7 +15,8 @@ from archc.ir.graph import Graph
 from archc.spec.document import SpecDoc, load_spec_doc, resolve_params
 from archc.spec.expand import expand
 
-__all__ = ["CompileOptions", "CompileResult", "compile_spec", "build_graph", "write_atomic", "default_spec"]
+__all__ = ["CompileOptions", "CompileResult", "compile_spec", "build_graph", "write_atomic", "write_artifact",
+           "default_spec", "load_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,12 @@ class CompileOptions:
     params: Sequence[str] | Mapping[str, Any] = ()
     target: str = "pytorch"
     pipeline: str = "train"
+    #: train-form state dict file to convert (loaded with weights_only=True)
+    weights: str | None = None
+    #: certify every exact pass with a float64 differential run
+    check: bool = True
+    #: verify the IR after every pass
+    debug: bool = False
 
 
 @dataclass
@@ -37,6 +44,9 @@ class CompileResult:
     source: str
     doc: SpecDoc
     files: list[Path] = field(default_factory=list)
+    train_graph: Graph | None = None
+    pipeline: Any = None
+    state_dict: dict[str, Any] | None = None
 
 
 def default_spec() -> Path:
@@ -66,8 +76,33 @@ def block_info(doc: SpecDoc) -> dict[str, dict[str, Any]]:
     return {name: {"params": {p: d.type for p, d in bd.params.items()}, "doc": bd.doc} for name, bd in doc.blocks.items()}
 
 
+def load_checkpoint(path: str) -> dict[str, Any]:
+    """A state dict from ``path``, loaded safely (``weights_only=True``)."""
+    import pickle
+
+    import torch
+
+    from archc.diagnostics import CheckpointError
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: '{path}'") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot load checkpoint '{path}': {first}", hint="pass a state_dict saved with torch.save") from None
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a state_dict")
+    return dict(obj)
+
+
 def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), text: str | None = None) -> CompileResult:
     """Compile a spec to PyTorch source (not written; see :func:`write_atomic`).
+
+    With ``options.pipeline`` other than ``train`` the pass pipeline runs and is certified
+    numerically; with ``options.weights`` the train-form checkpoint is checked and converted.
 
     >>> res = compile_spec("specs/transxnet.yaml")  # doctest: +SKIP
     >>> res.cost.params  # doctest: +SKIP
@@ -76,11 +111,47 @@ def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), t
     from archc.backends.pytorch.codegen import generate
 
     doc, graph = build_graph(path, options, text)
+    train_graph = graph
+    pipeline = None
+    converted = None
+    if options.pipeline != "train" or options.weights:
+        from archc.passes.equivalence import check_state_dict, module_from_graph
+        from archc.passes.pipeline import run_pipeline
+
+        state = None
+        if options.weights:
+            state = load_checkpoint(options.weights)
+            check_state_dict(module_from_graph(graph).state_dict(), state, options.weights)
+        pipeline = run_pipeline(graph, options.pipeline, state_dict=state, check=options.check, debug=options.debug)
+        graph = pipeline.graph
+        if state is not None:
+            # convert in float64 so the folds add no rounding beyond the final cast
+            converted = pipeline.convert({k: v.double() if v.is_floating_point() else v for k, v in state.items()})
     cost = graph_cost(graph)
     title = doc.name + (f"-{graph.meta['variant']}" if graph.meta.get("variant") else "")
+    if options.pipeline != "train":
+        title += f" ({options.pipeline})"
     graph.meta["title"] = title
     source = generate(graph, graph.meta["spec_label"], doc.name, block_info(doc))
-    return CompileResult(graph, cost, source, doc)
+    return CompileResult(graph, cost, source, doc, train_graph=train_graph, pipeline=pipeline, state_dict=converted)
+
+
+def write_artifact(res: CompileResult, out: Path) -> list[Path]:
+    """Write the generated module (and converted weights beside it) atomically."""
+    files = [out]
+    if res.state_dict is not None:
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save({k: v.float() if v.is_floating_point() else v for k, v in res.state_dict.items()}, buf)
+        pth = out.with_suffix(".pth")
+        write_atomic(pth, buf.getvalue())
+        files.append(pth)
+    write_atomic(out, res.source)
+    res.files = files
+    return files
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

@@ -77,3 +77,15 @@ def summary(g: Graph, c: Cost, out: Path) -> str:
         f"  activations  {fmt_count(c.acts)}",
     ]
     return "\n".join(lines)
+
+
+def pipeline_table(pipeline: PipelineResult, before: Graph | None, after: Graph) -> str:  # noqa: F821
+    """Per-pass rewrite counts and certified errors, plus the cost change."""
+    lines = ["  pass                  rewrites   max rel. error (float64)"]
+    for st in pipeline.steps:
+        err = "—" if st.max_rel_error is None else f"{st.max_rel_error:.2e}"
+        lines.append(f"  {st.name:20s} {st.rewrites:9d}   {err}")
+    if before is not None:
+        a, b = graph_cost(before), graph_cost(after)
+        lines.append(f"  params {fmt_count(a.params)} → {fmt_count(b.params)}; MACs {fmt_macs(a.macs)} → {fmt_macs(b.macs)}")
+    return "\n".join(lines)

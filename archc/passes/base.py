@@ -142,7 +142,8 @@ class Rule:
     name: ClassVar[str]
     anchor_ops: ClassVar[tuple[str, ...]] = ()
 
-    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | str | None:
+        """A candidate at ``node``; a string says why an anchor-op node is not a candidate."""
         raise NotImplementedError
 
     def check(self, g: Graph, m: Match, users: dict[str, list[str]]) -> str | None:
@@ -258,6 +259,10 @@ class RulePass(Pass):
                     continue
                 m = rule.match(g, node, users)
                 if m is None:
+                    continue
+                if isinstance(m, str):
+                    if notes is not None:
+                        notes.append(Explanation(g.name, node.id, rule.name, False, m))
                     continue
                 reason = rule.check(g, m, users)
                 if notes is not None:

@@ -55,13 +55,13 @@ class FoldBNIntoPrev(Rule):
     name = "fold_bn_into_prev"
     anchor_ops = ("batchnorm",)
 
-    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | str | None:
         src = node.inputs[0]
         if src.node not in g.nodes:
-            return None
+            return f"its input '{src}' is a graph input, not a conv"
         prev = g.nodes[src.node]
         if not _conv_like(prev):
-            return None
+            return f"its input '{prev.id}' is a {prev.op}, not a conv or rank-2 linear"
         return Match(node, {"prev": prev})
 
     def check(self, g: Graph, m: Match, users: dict[str, list[str]]) -> str | None:
@@ -92,15 +92,15 @@ class FoldBNIntoNext(Rule):
     name = "fold_bn_into_next"
     anchor_ops = ("batchnorm",)
 
-    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | str | None:
         user = single_user(users, node.id)
         if user is None or user not in g.nodes:
-            return None
+            return f"its output has {len(users.get(node.id, []))} users, not exactly one layer"
         nxt = g.nodes[user]
         if not _conv_like(nxt) or nxt.inputs[0] != Ref(node.id, 0):
-            return None
+            return f"its user '{nxt.id}' is a {nxt.op}, not a conv or rank-2 linear"
         if node.types[0].rank != nxt.meta["in_types"][0].rank:
-            return None
+            return f"'{nxt.id}' does not map BN's channel axis"
         return Match(node, {"next": nxt})
 
     def check(self, g: Graph, m: Match, users: dict[str, list[str]]) -> str | None:

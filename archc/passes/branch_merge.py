@@ -63,15 +63,15 @@ class MergeParallelConvs(Rule):
     name = "merge_parallel_convs"
     anchor_ops = ("add",)
 
-    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | str | None:
         # anchor at the root of an add tree only
         user = single_user(users, node.id)
         if user is not None and user in g.nodes and g.nodes[user].op == "add" and g.nodes[user].types == node.types:
             return None
         leaves, internal = _leaves(g, node, users)
         convs = [g.nodes[r.node] for r in leaves if r.node in g.nodes and g.nodes[r.node].op == "conv2d"]
-        if len(convs) < 1 or len(leaves) < 2:
-            return None
+        if not convs:
+            return "no branch of the sum is a conv"
         x = convs[0].inputs[0]
         return Match(node, {c.id: c for c in convs}, {"leaves": leaves, "internal": internal, "x": x})
 
