@@ -20,7 +20,7 @@ import torch
 from archc.diagnostics import CheckpointError
 from archc.ir.graph import Graph
 
-__all__ = ["module_from_graph", "module_from_source", "randomize", "max_rel_error", "check_state_dict"]
+__all__ = ["module_from_graph", "module_from_source", "randomize", "max_rel_error", "check_state_dict", "Reference"]
 
 
 def module_from_source(source: str, name: str = "archc_generated") -> ModuleType:
@@ -74,24 +74,36 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, A
             raise CheckpointError(f"{source}: key '{k}' has shape {list(got.shape)}, the model expects {list(v.shape)}")
 
 
+class Reference:
+    """A reference run: the before-graph's module, weights, inputs and outputs, computed once."""
+
+    def __init__(self, before: Graph, state_dict: Mapping[str, torch.Tensor] | None = None, seed: int = 0,
+                 dtype: torch.dtype = torch.float64, model: torch.nn.Module | None = None) -> None:
+        ref = (model if model is not None else module_from_graph(before)).to(dtype).eval()
+        self.weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in (state_dict or randomize(ref, seed)).items()}
+        ref.load_state_dict(self.weights, strict=True)
+        gen = torch.Generator().manual_seed(seed + 1)
+        self.inputs = [torch.randn(t.concrete(1), generator=gen, dtype=dtype) for t in before.inputs.values()]
+        self.dtype = dtype
+        with torch.no_grad():
+            out = ref(*self.inputs)
+        self.outputs = out if isinstance(out, tuple) else (out,)
+
+    def error(self, after: Graph, weight_fn: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]) -> float:
+        """Max relative output error of ``after`` with the converted reference weights."""
+        cand = module_from_graph(after).to(self.dtype).eval()
+        cand.load_state_dict(weight_fn(self.weights), strict=True)
+        with torch.no_grad():
+            out = cand(*self.inputs)
+        outs = out if isinstance(out, tuple) else (out,)
+        err = 0.0
+        for x, y in zip(self.outputs, outs):
+            scale = max(float(x.abs().max()), 1e-30)
+            err = max(err, float((x - y).abs().max()) / scale)
+        return err
+
+
 def max_rel_error(before: Graph, after: Graph, weight_fn: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]],
-                  state_dict: Mapping[str, torch.Tensor] | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
-                  ref_model: torch.nn.Module | None = None) -> float:
+                  state_dict: Mapping[str, torch.Tensor] | None = None, seed: int = 0, dtype: torch.dtype = torch.float64) -> float:
     """Max relative output error between ``before`` (with weights) and ``after`` (converted weights)."""
-    ref = ref_model if ref_model is not None else module_from_graph(before)
-    ref = ref.to(dtype).eval()
-    sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in (state_dict or randomize(ref, seed)).items()}
-    ref.load_state_dict(sd, strict=True)
-    cand = module_from_graph(after).to(dtype).eval()
-    cand.load_state_dict(weight_fn(sd), strict=True)
-    gen = torch.Generator().manual_seed(seed + 1)
-    xs = [torch.randn(t.concrete(2), generator=gen, dtype=dtype) for t in before.inputs.values()]
-    with torch.no_grad():
-        a, b = ref(*xs), cand(*xs)
-    a_t = a if isinstance(a, tuple) else (a,)
-    b_t = b if isinstance(b, tuple) else (b,)
-    err = 0.0
-    for x, y in zip(a_t, b_t):
-        scale = max(float(x.abs().max()), 1e-30)
-        err = max(err, float((x - y).abs().max()) / scale)
-    return err
+    return Reference(before, state_dict, seed, dtype).error(after, weight_fn)

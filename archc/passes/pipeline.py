@@ -21,16 +21,16 @@ import torch
 from archc.diagnostics import PassError
 from archc.ir.graph import Graph
 from archc.ir.verify import verify
-from archc.passes import bn_fold, branch_merge, cdc, cleanup, scale_fold  # noqa: F401  (registration)
+from archc.passes import bn_fold, branch_merge, cdc, cleanup, parallel_merge, permute_fold, scale_fold  # noqa: F401
 from archc.passes.base import PASSES, WeightMap
-from archc.passes.equivalence import max_rel_error, module_from_graph, randomize
+from archc.passes.equivalence import Reference
 
 __all__ = ["PIPELINES", "PassStep", "PipelineResult", "run_pipeline", "TOLERANCE"]
 
 PIPELINES: dict[str, tuple[str, ...]] = {
     "train": (),
     "deploy": ("remove_train_only", "fold_cdc", "fold_bn", "inline_blocks", "merge_branches", "fold_bn",
-               "fold_scales", "inline_blocks", "cse", "dce"),
+               "fold_scales", "fold_through_permute", "merge_parallel_blocks", "inline_blocks", "cse", "dce"),
 }
 
 #: max relative error of a float64 differential run accepted for an exact pass
@@ -76,11 +76,7 @@ def run_pipeline(graph: Graph, name: str = "deploy", state_dict: Mapping[str, to
     result = PipelineResult(graph, [])
     if not passes:
         return result
-    ref = None
-    weights = state_dict
-    if check:
-        ref = module_from_graph(graph).double().eval()
-        weights = {k: v.double() if v.is_floating_point() else v for k, v in (state_dict or randomize(ref)).items()}
+    ref = Reference(graph, state_dict) if check else None
     totals: dict[str, PassStep] = {}
     order: list[str] = []
     for _ in range(max_iterations):
@@ -103,8 +99,8 @@ def run_pipeline(graph: Graph, name: str = "deploy", state_dict: Mapping[str, to
             result.graph = res.graph
             result.maps.append(res.weights)
             step.rewrites += res.rewrites
-            if check and p.exact:
-                err = max_rel_error(graph, result.graph, result.convert, weights, ref_model=ref)
+            if ref is not None and p.exact:
+                err = ref.error(result.graph, result.convert)
                 step.max_rel_error = max(step.max_rel_error or 0.0, err)
                 if not err <= tolerance:
                     raise PassError(
