@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a spec (schema, references, shapes, costs)")
     _add_spec_args(p)
+    p.add_argument("--convention", choices=["macs", "pycls"], default="macs",
+                   help="cost convention: macs (conv/linear/matmul MACs) or pycls (MACs + bias adds, no GAP activations)")
 
     p = sub.add_parser("show", help="per-block table of output shapes, params, MACs and activations")
     _add_spec_args(p)
@@ -75,11 +77,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from archc.cost.model import graph_cost
     from archc.report import fmt_count, fmt_macs
 
+    from archc.cost.model import pycls_cost
+
     _, g = build_graph(args.spec, _options(args))
-    c = graph_cost(g)
+    c = pycls_cost(g) if args.convention == "pycls" else graph_cost(g)
     outs = ", ".join(str(t) for t in g.output_types)
     print(f"{args.spec}: ok — {g.name} ({g.meta.get('variant') or 'default'}): {fmt_count(c.params)} params, "
-          f"{fmt_macs(c.macs)} MACs, {fmt_count(c.acts)} activations → {outs}")
+          f"{fmt_macs(c.macs)} {'flops (pycls)' if args.convention == 'pycls' else 'MACs'}, "
+          f"{fmt_count(c.acts)} activations → {outs}")
     return 0
 
 

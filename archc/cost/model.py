@@ -14,7 +14,15 @@ from archc.ir.graph import Graph, Node
 from archc.ir.types import numel
 from archc.ops import REGISTRY
 
-__all__ = ["Cost", "node_cost", "graph_cost"]
+__all__ = ["Cost", "node_cost", "graph_cost", "pycls_cost", "CONVENTIONS"]
+
+CONVENTIONS = {
+    "macs": "multiply-accumulates of conv, linear and matmul per sample; activations = conv/linear/pool outputs",
+    "pycls": "pycls's complexity: MACs plus one add per output element of each conv/linear bias; "
+             "activations = conv/linear/pool outputs except global average pooling",
+}
+#: ops whose output pycls does not count as activations (its gap2d adds none)
+_PYCLS_NO_ACTS = frozenset({"global_avgpool", "global_maxpool"})
 
 
 @dataclass
@@ -69,4 +77,19 @@ def graph_cost(g: Graph, memo: dict[int, Cost] | None = None) -> Cost:
     for n in g:
         total += node_cost(n, memo)
     memo[key] = total
+    return total
+
+
+def pycls_cost(g: Graph) -> Cost:
+    """The cost in pycls's own convention (see :data:`CONVENTIONS`), for comparison with pycls tables."""
+    total = Cost()
+    for _, n in g.walk():
+        if n.body is not None:
+            continue
+        c = node_cost(n)
+        if n.op in ("conv2d", "cdc_conv2d", "linear") and n.attrs.get("bias"):
+            c.macs += numel(n.types[0])
+        if n.op in _PYCLS_NO_ACTS:
+            c.acts = 0
+        total += c
     return total

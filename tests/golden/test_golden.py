@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from archc.compiler import CompileOptions, build_graph, compile_spec
-from archc.cost.model import graph_cost
+from archc.cost.model import graph_cost, pycls_cost
 from archc.spec.document import load_spec_doc
 
 HERE = Path(__file__).resolve().parent
@@ -30,10 +30,13 @@ def cost_table() -> dict[str, dict]:
         for variant in list(doc.variants) or [None]:
             _, g = build_graph(path, CompileOptions(variant=variant))
             c = graph_cost(g)
+            pc = pycls_cost(g)
             table[f"{path.stem}:{variant}"] = {
                 "params": c.params,
                 "macs": c.macs,
                 "activations": c.acts,
+                "pycls_flops": pc.macs,
+                "pycls_acts": pc.acts,
                 "output": [str(t) for t in g.output_types],
             }
     return table
