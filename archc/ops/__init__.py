@@ -6,6 +6,7 @@ from archc.ops import (  # noqa: F401  (registration)
     conv,
     dynamic,
     elementwise,
+    levit_bias,
     linear,
     misc,
     norm,
@@ -13,6 +14,7 @@ from archc.ops import (  # noqa: F401  (registration)
     pool,
     resize,
     shape,
+    ska,
 )
 from archc.ops.base import HELPERS, REGISTRY, Attr, Call, Lowering, Op, OpCheckError, all_ops, get_op, register
 
