@@ -61,6 +61,8 @@ def show_table(g: Graph, depth: int = 1) -> str:
     title = f"{g.name}" + (f" (variant {g.meta['variant']})" if g.meta.get("variant") else "") + f"  inputs {inputs}"
     out = [title, line(head), sep, *[line(r) for r in body], sep, line(foot)]
     out.append("MACs: multiply-accumulates of conv, linear and matmul per sample; acts: conv/linear/pool outputs (pycls)")
+    if total.uncosted:
+        out.append("not in MACs: " + ", ".join(total.uncosted))
     return "\n".join(out)
 
 
@@ -76,6 +78,11 @@ def summary(g: Graph, c: Cost, out: Path) -> str:
         f"  MACs         {fmt_macs(c.macs)} ({fmt_count(c.macs)})",
         f"  activations  {fmt_count(c.acts)}",
     ]
+    if c.uncosted:
+        from archc.ops import REGISTRY
+
+        for name in c.uncosted:
+            lines.append(f"  not in MACs  {name}: {REGISTRY[name].uncounted}")
     return "\n".join(lines)
 
 

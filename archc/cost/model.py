@@ -64,6 +64,8 @@ def node_cost(node: Node, memo: dict[int, Cost] | None = None) -> Cost:
     c.macs = op.macs(node.attrs, ins, outs)
     if op.counts_activations:
         c.acts = sum(numel(t) for t in outs)
+    if op.uncounted:
+        c.uncosted = [node.op]
     return c
 
 

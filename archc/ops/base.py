@@ -195,6 +195,8 @@ class Op:
     counts_activations: ClassVar[bool] = False
     #: eval-mode identity (dropout, drop-path): removable at deploy time
     train_only: ClassVar[bool] = False
+    #: compute the MAC convention leaves out (e.g. an FFT); cost reports list such ops instead of a silent 0
+    uncounted: ClassVar[str] = ""
 
     # -- schema -----------------------------------------------------------------------------
     def attr_map(self) -> dict[str, Attr]:

@@ -72,6 +72,7 @@ class RFFT2(Op):
     """y[..., 0] + i·y[..., 1] = rfft2(x, norm) over the last two axes: (B, …, H, W) → (B, …, H, W//2+1, 2)."""
 
     name = "rfft2"
+    uncounted = "the FFT (O(HW log HW) per channel)"
     doc = "Real 2-D FFT over the last two axes; complex output packed as a trailing (real, imag) axis."
     attrs = (Attr("norm", "str", "backward", "FFT normalization", choices=FFT_NORMS),)
 
@@ -89,6 +90,7 @@ class IRFFT2(Op):
     """y = irfft2(x[..., 0] + i·x[..., 1], s=size, norm): (B, …, H, W//2+1, 2) → (B, …, H, W); inverts rfft2."""
 
     name = "irfft2"
+    uncounted = "the inverse FFT (O(HW log HW) per channel)"
     doc = "Inverse real 2-D FFT of the (real, imag)-packed spectrum produced by rfft2; size gives (H, W)."
     attrs = (
         Attr("size", "pair", doc="output (H, W)", min=1),

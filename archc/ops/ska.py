@@ -30,6 +30,7 @@ class SKA(Op):
     """Per-pixel dynamic depthwise k×k aggregation (LSNet SKA); channel c uses weight channel c mod G."""
 
     name = "ska"
+    uncounted = "per-pixel dynamic k×k aggregation (C·H·W·k² multiply-adds), left out as in LSNet"
     doc = "LSNet small-kernel aggregation: per-pixel dynamic k×k depthwise weights (B, G, k², H, W), channel c uses c mod G; 0 MACs"
     arity = (2, 2)
     counts_activations = True
