@@ -7,6 +7,9 @@ Every error a user can cause carries a :class:`SourceLoc` pointing into their YA
           |            ^
       help: did you mean 'conv2d'?
 
+A failure that concerns a whole file rather than a position in it (a missing spec, a command-line
+override) is located at line 0, which renders as just ``path: error: ...``.
+
 The CLI prints :meth:`ArchcError.render` and exits 1; nothing else ever reaches the user as a traceback.
 """
 
@@ -32,13 +35,15 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class SourceLoc:
-    """A 1-based position in a source file."""
+    """A 1-based position in a source file; ``line`` 0 means the file as a whole."""
 
     path: str
     line: int
     col: int
 
     def __str__(self) -> str:
+        if self.line < 1:
+            return self.path
         return f"{self.path}:{self.line}:{self.col}"
 
 
@@ -69,13 +74,16 @@ class ArchcError(Exception):
     def render(self) -> str:
         """The full diagnostic: headline, source line with caret, and hint."""
         lines = [self.headline()]
-        if self.loc is not None:
+        if self.loc is not None and self.loc.line >= 1:
             src = _source_line(self.loc)
             if src is not None:
                 num = str(self.loc.line)
                 pad = " " * len(num)
+                # keep tabs so the caret lines up under the column however tabs are displayed
+                width = max(self.loc.col - 1, 0)
+                indent = "".join("\t" if c == "\t" else " " for c in src[:width]).ljust(width)
                 lines.append(f" {num} | {src}")
-                lines.append(f" {pad} | {' ' * max(self.loc.col - 1, 0)}^")
+                lines.append(f" {pad} | {indent}^")
         if self.hint:
             lines.append(f"  help: {self.hint}")
         return "\n".join(lines)
@@ -126,10 +134,12 @@ def _source_line(loc: SourceLoc) -> str | None:
         _SOURCE_CACHE[loc.path] = lines
     if 1 <= loc.line <= len(lines):
         return lines[loc.line - 1]
+    if loc.line == len(lines) + 1:  # the end of the file (an empty file, an unexpected end of input)
+        return ""
     return None
 
 
-def suggest(name: str, candidates: Iterable[str]) -> str | None:
-    """A ``did you mean 'x'?`` hint for a misspelt name, or None."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+def suggest(name: object, candidates: Iterable[object]) -> str | None:
+    """A ``did you mean 'x'?`` hint for a misspelt name, or None (names from YAML may be any scalar)."""
+    close = difflib.get_close_matches(str(name), sorted({str(c) for c in candidates}), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None

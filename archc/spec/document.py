@@ -87,8 +87,10 @@ class SpecDoc:
 
 
 def check_identifier(name: Any, loc: SourceLoc, what: str) -> str:
-    """Every name that reaches generated code must be a plain identifier."""
-    if not isinstance(name, str) or not _IDENT.match(name) or keyword.iskeyword(name):
+    """Every name that reaches generated code must be a plain identifier (and not a Python keyword)."""
+    if isinstance(name, str) and keyword.iskeyword(name):
+        raise SpecError(f"{what} '{name}' is a Python keyword", loc, hint=f"rename it, e.g. '{name}_'")
+    if not isinstance(name, str) or not _IDENT.match(name):
         raise SpecError(
             f"{what} {name!r} is not a valid identifier",
             loc,
@@ -136,7 +138,7 @@ def load_spec_doc(path: str | Path, text: str | None = None, root: Path | None =
     sources = {str(p): text if text is not None else p.read_text(encoding="utf-8")}
     blocks: dict[str, BlockDef] = {}
     _load_imports(raw, p, root, blocks, sources, stack=[p.resolve()])
-    for name, bd in _parse_blocks(raw).items():
+    for bd in _parse_blocks(raw).values():
         _add_block(blocks, bd)
     if "graph" not in raw:
         raise SpecError("a spec needs a 'graph' list of nodes", loc0, hint="add 'graph:' with the model's nodes")
@@ -148,6 +150,8 @@ def load_spec_doc(path: str | Path, text: str | None = None, root: Path | None =
     variants = raw.get("variants", YMap())
     _expect(variants, YMap, raw.loc_of("variants"), "'variants'")
     for vname, vals in variants.items():
+        if not isinstance(vname, str):  # selected by name with --variant, so it must read back as itself
+            raise SpecError(f"variant name {vname!r} must be a string", variants.key_loc(vname), hint=f"quote it: '{vname}'")
         _expect(vals if vals is not None else YMap(), YMap, variants.loc_of(vname), f"variant '{vname}'")
         for k in vals or {}:
             if k not in params:
@@ -347,7 +351,12 @@ def resolve_params(doc: SpecDoc, variant: str | None = None, overrides: Sequence
         for k, v in vals.items():
             raw[k] = v
             locs[k] = vals.loc_of(k)
-    items = list(overrides.items()) if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
+    # a command-line override has no position of its own: its errors point at the params it overrides
+    params_loc = doc.raw.key_loc("params") if "params" in doc.raw else SourceLoc(doc.path, 0, 0)
+    try:
+        items = list(overrides.items()) if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
+    except SpecError as exc:
+        raise exc.with_loc(params_loc) from None
     pending: list[tuple[list[str | int], Any]] = []
     for path, value in items:
         if isinstance(path, str):
@@ -356,7 +365,8 @@ def resolve_params(doc: SpecDoc, variant: str | None = None, overrides: Sequence
         if name not in raw:
             raise SpecError(
                 f"-p {'.'.join(map(str, path))}: unknown param '{name}'",
-                hint=suggest(str(name), raw) or f"params: {', '.join(raw)}",
+                params_loc,
+                hint=suggest(str(name), raw) or (f"params: {', '.join(raw)}" if raw else "this spec has no params"),
             )
         if len(path) == 1:
             raw[name] = value
@@ -369,7 +379,11 @@ def resolve_params(doc: SpecDoc, variant: str | None = None, overrides: Sequence
         target = env[path[0]]
         for j, part in enumerate(path[1:], 1):
             if not isinstance(target, list) or not isinstance(part, int) or not -len(target) <= part < len(target):
-                raise SpecError(f"-p {'.'.join(map(str, path))}: cannot index {path[:j]} with {part!r}")
+                raise SpecError(
+                    f"-p {'.'.join(map(str, path))}: cannot index {'.'.join(map(str, path[:j]))} with {part!r}",
+                    locs.get(str(path[0]), params_loc),
+                    hint=f"'{path[0]}' is {env[path[0]]!r}",
+                )
             if j == len(path) - 1:
                 target[part] = value
             else:

@@ -7,10 +7,11 @@ Node items in a ``graph`` list take one of these forms::
     - stem: {op: conv2d, out: 64}        # named 'stem'
     - act: gelu                          # named, no attributes
 
-Reserved node keys: ``op`` (an op or block name; may be an expression), ``in`` (input refs; default
-the previous node), ``repeat`` (count; the items see ``i`` and ``n``), ``when`` (the node exists only
-when true; otherwise it passes its first input through), ``names`` (names of a multi-output node's
-outputs). Every other key is an op attribute or a block argument.
+Reserved node keys: ``op`` (an op or block name; may be an expression), ``in`` (input refs: graph
+inputs or earlier nodes, so a graph is acyclic by construction; default the previous node),
+``repeat`` (count; the items see ``i`` and ``n``), ``when`` (the node exists only when true;
+otherwise it passes its first input through), ``names`` (names of a multi-output node's outputs).
+Every other key is an op attribute or a block argument.
 
 Types are inferred while expanding, so a shape mismatch is reported at the node that causes it.
 Block bodies are instantiated once per distinct (block, params, input types) and shared.
@@ -71,7 +72,10 @@ def _parse_item(item: Any, loc: SourceLoc) -> _Item:
             kloc = item.key_loc(nid)
             check_identifier(nid, kloc, "node id")
             if isinstance(body, str):
-                return _Item(nid, body, YMap(), kloc, item)
+                attrs = YMap()
+                attrs.loc = item.loc_of(nid)
+                attrs.locs["op"] = item.loc_of(nid)
+                return _Item(nid, body, attrs, kloc, item)
             if isinstance(body, YMap):
                 if "op" not in body:
                     raise SpecError(f"node '{nid}' has no 'op'", body.loc, hint="add 'op: <op or block name>'")
@@ -90,6 +94,8 @@ class _Expander:
         self.memo: dict[Any, Graph] = {}
         self.count = 0
         self.stack: list[str] = []
+        #: per graph being expanded: ids of its items not yet expanded (the current one included), with positions
+        self.pending: list[dict[str, SourceLoc]] = []
 
     # -- graphs ---------------------------------------------------------------------------------
     def graph(self, name: str, items: YList, env: Mapping[str, Any], inputs: dict[str, TensorType],
@@ -99,9 +105,19 @@ class _Expander:
         out_names: dict[str, tuple[str, ...]] = {}
         prev: Ref | None = Ref(next(iter(inputs)), 0) if inputs else None
         taken = set(inputs)
-        for idx, raw in enumerate(items):
-            item = _parse_item(raw, items.loc_of(idx))
-            prev = self.item(g, item, env, values, out_names, prev, taken)
+        parsed = [_parse_item(raw, items.loc_of(idx)) for idx, raw in enumerate(items)]
+        pending: dict[str, SourceLoc] = {}
+        for it in parsed:
+            if it.id is not None:
+                pending.setdefault(it.id, it.loc)
+        self.pending.append(pending)
+        try:
+            for item in parsed:
+                prev = self.item(g, item, env, values, out_names, prev, taken)
+                if item.id is not None and pending.get(item.id) == item.loc:
+                    del pending[item.id]
+        finally:
+            self.pending.pop()
         g.outputs = self.outputs(outputs_raw, outputs_loc, values, out_names, prev, name)
         return g
 
@@ -117,8 +133,12 @@ class _Expander:
         locs = getattr(refs, "locs", [])
         return tuple(self.ref(r, locs[i] if i < len(locs) else loc, values, out_names)[0] for i, r in enumerate(refs))
 
-    def ref(self, text: Any, loc: SourceLoc, values: dict[str, tuple[Ref, ...]], out_names: dict[str, tuple[str, ...]]) -> tuple[Ref, ...]:
-        """Resolve ``name``, ``name.2``, ``name.k`` or ``name[2]`` to one output ref (as a 1-tuple)."""
+    def ref(self, text: Any, loc: SourceLoc, values: dict[str, tuple[Ref, ...]], out_names: dict[str, tuple[str, ...]],
+            current: str | None = None) -> tuple[Ref, ...]:
+        """Resolve ``name``, ``name.2``, ``name.k`` or ``name[2]`` to one output ref (as a 1-tuple).
+
+        ``current`` is the id of the node whose input this is.
+        """
         if not isinstance(text, str):
             raise SpecError(f"an input reference must be a node name, got {text!r}", loc)
         t = text.strip()
@@ -129,6 +149,19 @@ class _Expander:
         elif "." in t:
             base, _, sel = t.partition(".")
         if base not in values:
+            later = self.pending[-1] if self.pending else {}
+            if base in later:
+                # graphs are built in order, so only earlier nodes exist: a reference to the node itself or
+                # to a later one would close a cycle
+                if base == current:
+                    raise SpecError(f"node '{base}' takes its own output as input (a cycle)", loc,
+                                    hint="a node may only use graph inputs and nodes above it")
+                raise SpecError(
+                    f"input '{base}' refers to a node defined later (line {later[base].line}); a node may only use "
+                    "graph inputs and nodes above it, so graphs cannot contain cycles",
+                    loc,
+                    hint=f"move '{base}' above this node, or use an earlier node",
+                )
             raise SpecError(f"unknown input '{base}'", loc, hint=suggest(base, values) or "refer to an earlier node or a graph input")
         outs = values[base]
         if sel is None:
@@ -221,7 +254,7 @@ class _Expander:
         locs = getattr(refs, "locs", [])
         out: list[Ref] = []
         for i, r in enumerate(refs):
-            out += self.ref(r, locs[i] if i < len(locs) else loc, values, out_names)
+            out += self.ref(r, locs[i] if i < len(locs) else loc, values, out_names, item.id)
         return tuple(out)
 
     def fresh(self, op: str, taken: set[str]) -> str:
@@ -262,13 +295,17 @@ class _Expander:
         try:
             bound = opdef.bind(values)
         except OpCheckError as exc:
-            where = attrs.loc_of(exc.attr, loc) if exc.attr and exc.attr in attrs else (attrs.key_loc(exc.attr) if exc.attr in attrs else loc)
+            if exc.attr in attrs:  # an attribute the op does not take is reported at its name, others at the value
+                where = attrs.key_loc(exc.attr) if exc.attr not in opdef.attr_map() else attrs.loc_of(exc.attr, loc)
+            else:
+                where = loc
             raise SpecError(f"node '{nid}' ({op}): {exc}", where, hint=exc.hint) from None
         try:
             out_types = opdef.infer(bound, in_types)
         except OpCheckError as exc:
             shown = ", ".join(str(t) for t in in_types)
-            where = attrs.loc_of(exc.attr, loc) if exc.attr and exc.attr in attrs else loc
+            # a rule naming no attribute is about the inputs
+            where = attrs.loc_of(exc.attr) if exc.attr in attrs else attrs.loc_of("in", loc) if "in" in attrs else loc
             raise ShapeError(f"node '{nid}' ({op}): {exc} [inputs: {shown}]", where, hint=exc.hint) from None
         exprs = {k: v for k, v in args.items() if is_expr(v)}
         meta: dict[str, Any] = {"types": tuple(out_types), "in_types": tuple(in_types)}

@@ -5,13 +5,16 @@ A spec string of the form ``"${expr}"`` evaluates to the value of ``expr``; a st
 :mod:`ast` and walked by a whitelisting interpreter — nothing is ever handed to Python's ``eval``:
 
 * literals (int, float, bool, str, None), lists and tuples, names of params in scope;
-* ``+ - * / // % **`` (exponent and sizes bounded), unary ``- + not``, ``and or``, comparisons,
+* ``+ - * / // % **`` (``%`` on numbers only; exponent, integer size, list/string lengths, source
+  length and nesting bounded), unary ``- + not``, ``and or``, comparisons (not ``is``),
   ``a if c else b``, indexing and slicing of lists/strings;
 * calls to a fixed set of pure functions: ``min max abs int float round len sum ceil floor sqrt``
-  ``divisible(v, d)`` (round to the nearest multiple of d, never below 90% of v, timm's rule).
+  (``sum`` of numbers only) and ``divisible(v, d)`` (round to the nearest multiple of d, never below
+  90% of v, timm's rule).
 
-Anything else — attribute access, calls to other names, lambdas, comprehensions — is an
-:class:`~archc.diagnostics.ExprError` located at the string in the YAML.
+Anything else — attribute access, calls to other names, lambdas, comprehensions, dunder names — is an
+:class:`~archc.diagnostics.ExprError` located at the string in the YAML, and so is every failure while
+evaluating (division by zero, an unknown name, a bound exceeded). A ``${`` without its ``}`` is an error.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ _PART = re.compile(r"\$\{(.*?)\}", re.S)
 _MAX_POW = 64
 _MAX_LEN = 100_000
 _MAX_INT = 10**30
+_MAX_SOURCE = 2_000
+_MAX_DEPTH = 100
 
 
 def divisible(v: float, d: int = 8, min_value: int | None = None) -> int:
@@ -44,6 +49,15 @@ def divisible(v: float, d: int = 8, min_value: int | None = None) -> int:
     return new_v
 
 
+def _sum(values: Any, start: Any = 0) -> Any:
+    """``sum`` of numbers only (a list ``start`` would make it a quadratic list concatenation)."""
+    items = list(values)
+    for v in (start, *items):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"sum() adds numbers, got {v!r}")
+    return sum(items, start)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "max": max,
@@ -52,7 +66,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "float": float,
     "round": round,
     "len": len,
-    "sum": sum,
+    "sum": _sum,
     "ceil": math.ceil,
     "floor": math.floor,
     "sqrt": math.sqrt,
@@ -78,6 +92,9 @@ _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
+_UNARYOPS = (ast.USub, ast.UAdd, ast.Not)
+_OP_NAMES = {ast.Is: "is", ast.IsNot: "is not", ast.Invert: "~", ast.LShift: "<<", ast.RShift: ">>",
+             ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^", ast.MatMult: "@"}
 
 
 def is_expr(value: Any) -> bool:
@@ -112,10 +129,14 @@ def _fail(msg: str, loc: SourceLoc | None, hint: str | None = None) -> ExprError
 
 def compile_expr(source: str, loc: SourceLoc | None = None) -> Expr:
     """Parse ``source`` (the text inside ``${...}``) and check it against the whitelist."""
+    if len(source) > _MAX_SOURCE:
+        raise _fail(f"expression longer than {_MAX_SOURCE} characters", loc, "compute it in several params")
     try:
         tree = ast.parse(source.strip(), mode="eval").body
     except SyntaxError as exc:
         raise _fail(f"invalid expression '{source}': {exc.msg}", loc) from None
+    except (RecursionError, MemoryError):
+        raise _fail("expression nests too deeply", loc, "compute it in several params") from None
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             raise _fail(
@@ -129,6 +150,14 @@ def compile_expr(source: str, loc: SourceLoc | None = None) -> Expr:
                 shown = fname or ast.unparse(node.func)
                 hint = suggest(shown, FUNCTIONS) or f"allowed functions: {', '.join(sorted(FUNCTIONS))}"
                 raise _fail(f"call to '{shown}' is not allowed in expressions", loc, hint)
+            if any(k.arg is None for k in node.keywords):
+                raise _fail(f"'**' arguments are not allowed in expressions ('{source.strip()}')", loc)
+        if isinstance(node, (ast.cmpop, ast.operator, ast.unaryop)) and not (
+            type(node) in _CMPOPS or type(node) in _BINOPS or isinstance(node, _UNARYOPS)
+        ):
+            shown = _OP_NAMES.get(type(node), type(node).__name__)
+            raise _fail(f"operator '{shown}' is not allowed in expressions ('{source.strip()}')", loc,
+                        "use '==' / '!=' to compare values" if shown in ("is", "is not") else None)
         if isinstance(node, ast.Name) and node.id.startswith("__"):
             raise _fail(f"name '{node.id}' is not allowed in expressions", loc)
         allowed = (
@@ -152,13 +181,20 @@ class _Interp:
         self.env = env
         self.loc = loc
         self.source = source
+        self.depth = 0
 
     def err(self, msg: str, hint: str | None = None) -> ExprError:
         return _fail(f"in '${{{self.source}}}': {msg}", self.loc, hint)
 
     def run(self, node: ast.expr) -> Any:
+        if self.depth >= _MAX_DEPTH:
+            raise self.err(f"expression nests more than {_MAX_DEPTH} levels deep", "compute it in several params")
         method = getattr(self, "_" + type(node).__name__)
-        return method(node)
+        self.depth += 1
+        try:
+            return method(node)
+        finally:
+            self.depth -= 1
 
     def _Constant(self, node: ast.Constant) -> Any:
         return node.value
@@ -196,6 +232,8 @@ class _Interp:
             raise self.err(f"operator '{type(node.op).__name__}' is not allowed")
         if isinstance(node.op, ast.Pow) and isinstance(b, (int, float)) and abs(b) > _MAX_POW:
             raise self.err(f"exponent {b} exceeds {_MAX_POW}")
+        if isinstance(node.op, ast.Mod) and isinstance(a, str):
+            raise self.err("'%' formatting of strings is not allowed", "use interpolation: 'name${i}'")
         if isinstance(node.op, ast.Mult) and (isinstance(a, (str, list)) or isinstance(b, (str, list))):
             n = b if isinstance(a, (str, list)) else a
             seq = a if isinstance(a, (str, list)) else b
@@ -207,8 +245,13 @@ class _Interp:
             raise self.err("division by zero") from None
         except (TypeError, OverflowError, ValueError) as exc:
             raise self.err(f"cannot apply operator to {a!r} and {b!r} ({exc})") from None
+        return self.bounded(out)
+
+    def bounded(self, out: Any) -> Any:
         if isinstance(out, int) and not isinstance(out, bool) and abs(out) > _MAX_INT:
             raise self.err("integer result too large")
+        if isinstance(out, (str, list)) and len(out) > _MAX_LEN:
+            raise self.err(f"result longer than {_MAX_LEN}")
         return out
 
     def _BoolOp(self, node: ast.BoolOp) -> Any:
@@ -230,8 +273,11 @@ class _Interp:
         left = self.run(node.left)
         for op, comp in zip(node.ops, node.comparators):
             right = self.run(comp)
+            cmp = _CMPOPS.get(type(op))
+            if cmp is None:  # pragma: no cover - rejected by compile_expr
+                raise self.err(f"operator '{type(op).__name__}' is not allowed")
             try:
-                if not _CMPOPS[type(op)](left, right):
+                if not cmp(left, right):
                     return False
             except TypeError:
                 raise self.err(f"cannot compare {left!r} and {right!r}") from None
@@ -266,9 +312,12 @@ class _Interp:
         args = [self.run(a) for a in node.args]
         kwargs = {k.arg: self.run(k.value) for k in node.keywords if k.arg}
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
+        except ZeroDivisionError:
+            raise self.err(f"{node.func.id}(...) failed: division by zero") from None
         except (TypeError, ValueError, OverflowError) as exc:
             raise self.err(f"{node.func.id}(...) failed: {exc}") from None
+        return self.bounded(out)
 
 
 def evaluate(value: Any, env: Mapping[str, Any], loc: SourceLoc | None = None) -> Any:
@@ -285,6 +334,8 @@ def evaluate(value: Any, env: Mapping[str, Any], loc: SourceLoc | None = None) -
         whole = _WHOLE.match(value)
         if whole and "${" not in whole.group(1):
             return compile_expr(whole.group(1), loc).eval(env)
+        if "${" in _PART.sub("", value):
+            raise _fail(f"unterminated '${{' in {value!r}", loc, "close the expression with '}'")
         return _PART.sub(lambda m: str(compile_expr(m.group(1), loc).eval(env)), value)
     if isinstance(value, list):
         locs = getattr(value, "locs", None)

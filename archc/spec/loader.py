@@ -5,8 +5,10 @@ subclasses that also remember where each of their items came from, so any later 
 diagnostic at the user's text. Scalars stay plain Python values.
 
 Rules enforced here: only the YAML core tags (str, int, float, bool, null, seq, map); duplicate
-mapping keys are errors; alias use is bounded (a "billion laughs" document is rejected before it
-is expanded); the whole document is bounded in size.
+mapping keys are errors; merge keys (``<<: *base``) copy the keys the mapping does not set itself;
+alias use is bounded and an alias may not refer to a value that contains it; nesting depth and the
+size of the document *as expanded* are bounded while it is composed, so a "billion laughs" document
+is rejected at the offending alias before anything is expanded.
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from archc.diagnostics import SourceLoc, SpecError, register_source
 
-__all__ = ["YMap", "YList", "load_yaml", "loc_of", "MAX_VALUES", "MAX_ALIASES"]
+__all__ = ["YMap", "YList", "load_yaml", "loc_of", "MAX_VALUES", "MAX_ALIASES", "MAX_DEPTH"]
 
 MAX_VALUES = 200_000
 MAX_ALIASES = 1_000
+MAX_DEPTH = 100
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"  # a plain '=' (YAML 1.1 "value" key); read as the string '='
+_ALIAS_HINT = "write the repeated structure as a block or a repeat instead of aliases"
 
 _CORE_SCALAR_TAGS = {
     "tag:yaml.org,2002:str",
@@ -77,26 +84,64 @@ def loc_of(value: Any, fallback: SourceLoc | None = None) -> SourceLoc | None:
 
 
 class _CountingLoader(yaml.SafeLoader):
-    """SafeLoader whose composer counts alias uses so expansion can be bounded."""
+    """SafeLoader whose composer bounds aliases, nesting and the expanded size of the document.
+
+    Every composed node gets its expanded size (itself plus everything below it, aliases counted
+    as the copies they stand for), so the size of the document as it would be expanded is known
+    at each alias, before anything is expanded.
+    """
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.alias_count = 0
+        self.total = 0
+        self.sizes: dict[int, int] = {}
+        self.open_anchors: list[str | None] = []
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
             self.alias_count += 1
             if self.alias_count > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise _Bounded(mark, f"more than {MAX_ALIASES} alias uses")
-        return super().compose_node(parent, index)
+                raise _Bounded(event.start_mark, f"YAML aliases are bounded: more than {MAX_ALIASES} alias uses", _ALIAS_HINT)
+            if event.anchor in self.open_anchors:
+                raise _Bounded(
+                    event.start_mark,
+                    f"YAML alias '*{event.anchor}' refers to a value that contains it (a recursive structure)",
+                    "a spec is a tree: write the value out instead of referring to its own anchor",
+                )
+            node = super().compose_node(parent, index)
+            self.total += self.sizes.get(id(node), 1)
+            if self.total > MAX_VALUES:
+                raise _Bounded(
+                    event.start_mark,
+                    f"YAML alias '*{event.anchor}' expands the document to more than {MAX_VALUES} values",
+                    _ALIAS_HINT,
+                )
+            return node
+        if len(self.open_anchors) >= MAX_DEPTH:
+            raise _Bounded(event.start_mark, f"the document nests more than {MAX_DEPTH} levels deep", "flatten the structure")
+        self.total += 1
+        if self.total > MAX_VALUES:
+            raise _Bounded(event.start_mark, f"the document has more than {MAX_VALUES} values", "split the spec into blocks")
+        self.open_anchors.append(getattr(event, "anchor", None))
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self.open_anchors.pop()
+        if isinstance(node, SequenceNode):
+            self.sizes[id(node)] = 1 + sum(self.sizes.get(id(v), 1) for v in node.value)
+        elif isinstance(node, MappingNode):
+            self.sizes[id(node)] = 1 + sum(self.sizes.get(id(k), 1) + self.sizes.get(id(v), 1) for k, v in node.value)
+        return node
 
 
 class _Bounded(Exception):
-    def __init__(self, mark: Any, what: str) -> None:
-        super().__init__(what)
+    def __init__(self, mark: Any, message: str, hint: str) -> None:
+        super().__init__(message)
         self.mark = mark
-        self.what = what
+        self.message = message
+        self.hint = hint
 
 
 def _loc(path: str, node: Node) -> SourceLoc:
@@ -111,51 +156,65 @@ def load_yaml(path: str | Path, text: str | None = None) -> Any:
     """
     spath = str(path)
     if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError(f"file not found: '{spath}'", hint="check the path") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"cannot read '{spath}': {exc}") from None
+        text = _read(Path(path), spath)
     register_source(spath, text)
-    loader = _CountingLoader(text)
+    try:
+        loader = _CountingLoader(text)  # the reader checks every character up front
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        loc = SourceLoc(spath, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+        raise SpecError(f"character #x{exc.character:04x} is not allowed in YAML", loc,
+                        hint="remove it: YAML allows printable characters, tabs and line breaks") from None
     try:
         root = loader.get_single_node()
     except _Bounded as exc:
-        raise SpecError(
-            f"YAML aliases are bounded: {exc.what}",
-            SourceLoc(spath, exc.mark.line + 1, exc.mark.column + 1),
-            hint="write the repeated structure as a block or a repeat instead of aliases",
-        ) from None
+        raise SpecError(exc.message, SourceLoc(spath, exc.mark.line + 1, exc.mark.column + 1), hint=exc.hint) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = SourceLoc(spath, mark.line + 1, mark.column + 1) if mark else SourceLoc(spath, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(f"YAML syntax error: {problem}", loc, hint="fix the YAML syntax at the caret") from None
+        hint = "fix the YAML syntax at the caret"
+        cm = exc.context_mark
+        if exc.problem and exc.context and cm is not None and (cm.line, cm.column) != (mark.line, mark.column):
+            hint += f" ({exc.context} that starts at line {cm.line + 1}, column {cm.column + 1})"
+        raise SpecError(f"YAML syntax error: {problem}", loc, hint=hint) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", SourceLoc(spath, 1, 1)) from None
     finally:
         loader.dispose()
     if root is None:
-        raise SpecError("the document is empty", SourceLoc(spath, 1, 1), hint="write a YAML mapping")
-    budget = [MAX_VALUES]
-    return _construct(spath, root, loader, budget)
+        raise SpecError("the document is empty", SourceLoc(spath, 1, 1), hint="write a YAML mapping, starting with 'archc: 1'")
+    return _construct(spath, root, loader)
 
 
-def _construct(path: str, node: Node, loader: yaml.SafeLoader, budget: list[int]) -> Any:
-    budget[0] -= 1
-    if budget[0] < 0:
+def _read(path: Path, spath: str) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("file not found", SourceLoc(spath, 0, 0), hint="check the path") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the file: {exc.strerror or exc}", SourceLoc(spath, 0, 0)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        col = len(before[before.rfind(b"\n") + 1 :].decode("utf-8")) + 1  # in characters, like YAML's columns
         raise SpecError(
-            f"the document expands to more than {MAX_VALUES} values",
-            _loc(path, node),
-            hint="aliases expand to copies; use blocks and repeats for large structures",
-        )
+            f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x})", SourceLoc(spath, line, col),
+            hint="save the spec as UTF-8",
+        ) from None
+
+
+def _construct(path: str, node: Node, loader: yaml.SafeLoader) -> Any:
     if isinstance(node, ScalarNode):
+        if node.tag == _VALUE_TAG:
+            return node.value
         if node.tag not in _CORE_SCALAR_TAGS:
             raise SpecError(
                 f"YAML tag '{node.tag}' is not allowed (specs are data: only plain scalars, lists and mappings)",
                 _loc(path, node),
-                hint="remove the tag",
+                hint="remove the tag, or quote the value if it is meant as a string",
             )
         return loader.construct_object(node, deep=True)
     if isinstance(node, SequenceNode):
@@ -164,28 +223,55 @@ def _construct(path: str, node: Node, loader: yaml.SafeLoader, budget: list[int]
         out = YList()
         out.loc = _loc(path, node)
         for item in node.value:
-            out.append(_construct(path, item, loader, budget))
+            out.append(_construct(path, item, loader))
             out.locs.append(_loc(path, item))
         return out
     if isinstance(node, MappingNode):
         if node.tag != "tag:yaml.org,2002:map":
             raise SpecError(f"YAML tag '{node.tag}' is not allowed", _loc(path, node), hint="remove the tag")
-        loader.flatten_mapping(node)
-        out_map = YMap()
-        out_map.loc = _loc(path, node)
+        own = YMap()
+        own.loc = _loc(path, node)
+        merged: list[YMap] = []
         for key_node, value_node in node.value:
-            key = _construct(path, key_node, loader, budget)
+            if key_node.tag == _MERGE_TAG:
+                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                for src in sources:
+                    if not isinstance(src, MappingNode):
+                        raise SpecError(
+                            "a merge key '<<' takes a mapping or a list of mappings",
+                            _loc(path, src),
+                            hint="e.g. '<<: *defaults' where '&defaults' marks a mapping",
+                        )
+                    merged.append(_construct(path, src, loader))
+                continue
+            key = _construct(path, key_node, loader)
             if isinstance(key, (dict, list)):
                 raise SpecError("mapping keys must be scalars", _loc(path, key_node))
-            if key in out_map:
-                first = out_map.key_locs[key]
+            if key in own:
+                first = own.key_locs[key]
                 raise SpecError(
                     f"duplicate key '{key}' (first defined at line {first.line})",
                     _loc(path, key_node),
                     hint="remove or rename one of the two entries",
                 )
-            out_map[key] = _construct(path, value_node, loader, budget)
-            out_map.key_locs[key] = _loc(path, key_node)
-            out_map.locs[key] = _loc(path, value_node)
+            own[key] = _construct(path, value_node, loader)
+            own.key_locs[key] = _loc(path, key_node)
+            own.locs[key] = _loc(path, value_node)
+        if not merged:
+            return own
+        # merged keys come first (in the order of the merged mappings); the mapping's own keys override
+        # them, and an earlier merged mapping overrides a later one
+        out_map = YMap()
+        out_map.loc = own.loc
+        for src in merged:
+            for key, value in src.items():
+                if key not in out_map and key not in own:
+                    out_map[key] = value
+                    out_map.key_locs[key] = src.key_locs[key]
+                    out_map.locs[key] = src.locs[key]
+        for key, value in own.items():
+            out_map[key] = value
+            out_map.key_locs[key] = own.key_locs[key]
+            out_map.locs[key] = own.locs[key]
         return out_map
     raise SpecError("unsupported YAML node", _loc(path, node))
