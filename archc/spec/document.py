@@ -171,8 +171,15 @@ def load_spec_doc(path: str | Path, text: str | None = None, root: Path | None =
     if inputs is None:
         raise SpecError("a spec needs 'inputs' (e.g. 'inputs: {x: [B, 3, 224, 224]}')", loc0)
     _expect(inputs, YMap, raw.loc_of("inputs"), "'inputs'")
+    if not inputs:
+        raise SpecError("a spec needs at least one input", raw.loc_of("inputs"), hint="e.g. 'inputs: {x: [B, 3, 224, 224]}'")
+    from archc.spec.expand import _MODULE_ATTRS
+
     for k in inputs:
         check_identifier(k, inputs.key_loc(k), "input name")
+        if k in _MODULE_ATTRS:
+            raise SpecError(f"input name '{k}' clashes with a name used by generated modules", inputs.key_loc(k),
+                            hint=f"rename it, e.g. '{k}_in'")
     name = raw.get("name", p.stem)
     _expect(name, str, raw.loc_of("name"), "'name'")
     return SpecDoc(
@@ -223,6 +230,7 @@ def _load_imports(raw: YMap, path: Path, root: Path, blocks: dict[str, BlockDef]
         if not isinstance(lib, YMap):
             raise SpecError("a block library must be a YAML mapping", getattr(lib, "loc", loc))
         _check_keys(lib, LIB_KEYS, f"block library '{rel}'")
+        _check_version(lib, lib.loc)
         if str(target) not in sources:
             sources[str(target)] = target.read_text(encoding="utf-8")
         _load_imports(lib, target, root, blocks, sources, stack + [target])
@@ -237,6 +245,10 @@ def _parse_blocks(raw: YMap) -> dict[str, BlockDef]:
     for name, body in blocks.items():
         loc = blocks.key_loc(name)
         check_identifier(name, loc, "block name")
+        from archc.ops import REGISTRY
+
+        if name in REGISTRY:
+            raise SpecError(f"block '{name}' has the name of an op", loc, hint=f"rename the block, e.g. '{name}_block'")
         _expect(body, YMap, blocks.loc_of(name), f"block '{name}'")
         _check_keys(body, BLOCK_KEYS, f"block '{name}'")
         params: dict[str, ParamDecl] = {}

@@ -186,13 +186,27 @@ class _Expander:
     def item(self, g: Graph, item: _Item, env: Mapping[str, Any], values: dict[str, tuple[Ref, ...]],
              out_names: dict[str, tuple[str, ...]], prev: Ref | None, taken: set[str]) -> Ref | None:
         attrs = item.attrs
-        in_refs = self.inputs_of(item, values, out_names, prev)
         if "when" in attrs:
             cond = evaluate(attrs["when"], env, attrs.loc_of("when"))
             if not isinstance(cond, bool):
                 raise SpecError(f"'when' must be true or false, got {cond!r}", attrs.loc_of("when"))
             if not cond:
-                return self.passthrough(item, in_refs, values, prev)
+                if item.id is not None:
+                    taken.add(item.id)  # a skipped node still owns its id
+                try:
+                    skipped_refs = self.inputs_of(item, values, out_names, prev)
+                except SpecError:
+                    # its inputs may not exist in this configuration (e.g. an output index); nothing passes through
+                    return prev
+                return self.passthrough(item, skipped_refs, values, prev)
+        in_refs = self.inputs_of(item, values, out_names, prev)
+        if in_refs is None and prev is not None and prev.node in g.nodes and len(g.nodes[prev.node].types) > 1:
+            n_out = len(g.nodes[prev.node].types)
+            raise SpecError(
+                f"the previous node '{prev.node}' has {n_out} outputs; say which one this node reads",
+                item.loc,
+                hint=f"add 'in: {prev.node}.0' (or another output)",
+            )
         op = evaluate(item.op, env, attrs.loc_of("op", item.loc))
         if not isinstance(op, str):
             raise SpecError(f"'op' must name an op or block, got {op!r}", attrs.loc_of("op", item.loc))
@@ -213,6 +227,8 @@ class _Expander:
                 raise SpecError(f"'repeat' of {n} exceeds the limit of {MAX_REPEAT}", rloc, hint="check the repeat expression")
             if n == 0:
                 return self.passthrough(item, in_refs, values, prev)
+            if not refs:
+                raise SpecError(f"'{op}' takes no input, so it cannot be repeated", rloc, hint="repeat ops or blocks that take an input")
             node = self.repeat(g, nid, op, args, attrs, env, refs, n, item.loc)
         else:
             node = self.build(g, nid, op, args, attrs, env, refs, [g.type_of(r) for r in refs], item.loc)
