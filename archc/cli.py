@@ -51,7 +51,38 @@ def _parser() -> argparse.ArgumentParser:
     _add_spec_args(p)
     p.add_argument("--pass", dest="pass_name", required=True, help="pass name (see 'archc passes')")
 
+    p = sub.add_parser("scale", help="scale a spec to MAC targets (fast, efficientnet, pycls d/w/g/r rules)")
+    _add_spec_args(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--flops", metavar="S[,S2,...]",
+                        help="target MACs as ratios over the base, e.g. 2 or 2,4,8,16 (a family: one output per ratio)")
+    target.add_argument("--phi", type=int, metavar="N",
+                        help="EfficientNet compound coefficients φ = 1..N: targets (α·β²·γ²)^φ (2^φ for other rules)")
+    p.add_argument("--rule", help="fast (= dWr = d1_w8_g8_r1), dW, dwr, d, w, r, efficientnet[:A,B,G] or "
+                                  "d{a}_w{b}_g{c}_r{e} (default: the spec's scaling.rule, else fast)")
+    p.add_argument("-o", "--output", help="output spec; with several ratios each gets a suffix _s<S> "
+                                          "(default: <name>_<variant>_s<S>.yaml in the current folder)")
+    p.add_argument("--calibrate", choices=["trim", "factor", "none"], default="trim",
+                   help="trim = search the scale factor, then trim width/resolution ≤5%% (default); "
+                        "factor = scale-factor search only; none = pycls's scale-then-round")
+    p.add_argument("--convention", choices=["macs", "pycls"], default="macs",
+                   help="cost convention for MACs and activations (as in validate)")
+
     sub.add_parser("passes", help="list passes and pipelines")
+
+    p = sub.add_parser("search", help="search a space of architectures (resumes the study when rerun)",
+                       description="Run or resume the Optuna study of a search-space file (docs/search_space.md); "
+                                   "outputs go to the run folder.")
+    p.add_argument("space", help="search-space file (e.g. search_spaces/cdc.yaml)")
+    p.add_argument("--trials", type=int, metavar="N", help="completed trials wanted in the study in total (default: the space's)")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop starting new trials after S seconds")
+    p.add_argument("--storage", metavar="URL",
+                   help="Optuna storage URL (sqlite:///x.db, postgresql://...) or journal file (default: OUT/study.log)")
+    p.add_argument("--study", metavar="NAME", help="study name (default: the space's)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: the space's, else runs/<space name>)")
+    p.add_argument("--seed", type=int, metavar="N", help="sampler seed (default: the space's)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads for evaluation (default: the space's, else 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sub.add_parser("ops", help="list the op library")
     return ap
@@ -105,7 +136,12 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     res = compile_spec(spec, _options(args))
     variant = res.graph.meta.get("variant")
     out = Path(args.output) if args.output else Path(f"{res.doc.name}{'_' + variant if variant else ''}.py")
-    files = write_artifact(res, out)
+    try:
+        files = write_artifact(res, out)
+    except IsADirectoryError:
+        raise ArchcError(f"cannot write the output: '{out}' is a directory", hint="give a file name, e.g. -o model.py") from None
+    except OSError as exc:
+        raise ArchcError(f"cannot write the output '{out}': {exc.strerror or exc}", hint="check the folder exists and is writable") from None
     print(summary(res.graph, res.cost, out))
     if len(files) > 1:
         print(f"  weights      {files[1]}")
@@ -120,6 +156,22 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     _, g = build_graph(args.spec, _options(args))
     print(explain(g, args.pass_name))
+    return 0
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from archc.scaling import format_results, output_paths, parse_flops, scale, write_scaled
+
+    flops = parse_flops(args.flops) if args.flops is not None else None
+    results = scale(args.spec, flops, args.rule, phi=args.phi, variant=args.variant, params=list(args.param),
+                    calibrate=args.calibrate, convention=args.convention)
+    r0 = results[0]
+    labels = [f"phi{i}" for i in range(1, len(results) + 1)] if args.phi is not None else None
+    paths = output_paths(args.output, [r.target for r in results], labels,
+                         stem=f"{r0.name}{'_' + r0.variant if r0.variant else ''}")
+    for res, path in zip(results, paths):
+        write_scaled(res, path)
+    print(format_results(results, paths))
     return 0
 
 
@@ -143,8 +195,33 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from archc.search import run_search
+
+    try:
+        res = run_search(args.space, trials=args.trials, timeout=args.timeout, storage=args.storage, study_name=args.study,
+                         out=args.out, seed=args.seed, threads=args.threads, progress=not args.no_progress,
+                         log=lambda line: print(line, file=sys.stderr))
+    except KeyboardInterrupt:
+        print("archc: interrupted — the study is saved; run the same command again to resume", file=sys.stderr)
+        return 130
+    best = res.best
+    print(f"{res.space.path}: {res.completed} trials complete in study '{res.study.study_name}' ({res.storage}); "
+          f"this run: {res.new_trials} trials ({res.trained} evaluated, {res.reused} reused, {res.rejected} rejected, "
+          f"{res.pruned} pruned, {res.failed} failed)" + (f"; stopped: {res.stopped}" if res.stopped else ""))
+    if best is not None:
+        vals = ", ".join(f"{m} {v:.6g}" for m, v in zip(res.space.metric_names, best.values))
+        print(f"  best         trial {best.number}: {vals}")
+        print(f"  pareto front {len(res.pareto)} trial(s)")
+    for key in ("trials", "pareto", "plot", "best", "summary"):
+        if key in res.files:
+            print(f"  {key:12s} {res.files[key]}")
+    return 0
+
+
 _COMMANDS = {"validate": _cmd_validate, "show": _cmd_show, "compile": _cmd_compile, "ops": _cmd_ops,
-             "explain": _cmd_explain, "passes": _cmd_passes}
+             "explain": _cmd_explain, "passes": _cmd_passes, "scale": _cmd_scale,
+             "search": _cmd_search}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
