@@ -78,8 +78,6 @@ def block_info(doc: SpecDoc) -> dict[str, dict[str, Any]]:
 
 def load_checkpoint(path: str) -> dict[str, Any]:
     """A state dict from ``path``, loaded safely (``weights_only=True``)."""
-    import pickle
-
     import torch
 
     from archc.diagnostics import CheckpointError
@@ -88,7 +86,7 @@ def load_checkpoint(path: str) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: '{path}'") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # torch.load raises many types for a file that is not a checkpoint: all are user errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot load checkpoint '{path}': {first}", hint="pass a state_dict saved with torch.save") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):

@@ -8,7 +8,9 @@ In eval mode BN is the affine map ``y = s·x + t`` per channel, with ``s = γ/σ
 * linear → BN (BN over the features of a rank-2 linear output): the same, per output feature.
 * BN → conv: ``W'[o, i] = W[o, i]·s_i``, ``b' = b + Σ_{i,h,w} W[o, i, h, w]·t_i``. Exact only when the
   conv does not zero-pad (a padded border would see ``0`` where the unfolded graph sees ``t``), so
-  the rule refuses padded convs.
+  the rule refuses convs with non-zero padding in mode ``zeros``. Reflect, replicate and circular
+  padding copy values of the same channel, so they commute with the per-channel affine map and
+  fold exactly.
 * BN → linear (rank-2): ``W' = W·diag(s)``, ``b' = b + W·t``.
 
 Refused when the producer's output is also used elsewhere (the unfolded value would be lost).
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 
 from archc.ir.graph import Graph, Node, Ref
+from archc.ops.conv import resolve_padding
 from archc.passes.base import Match, Rewrite, Rule, RulePass, StateDict, make_node, register_pass, single_user
 
 __all__ = ["bn_affine", "FoldBNIntoPrev", "FoldBNIntoNext", "FoldBatchNorm"]
@@ -106,12 +109,9 @@ class FoldBNIntoNext(Rule):
     def check(self, g: Graph, m: Match, users: dict[str, list[str]]) -> str | None:
         nxt = m.nodes["next"]
         if nxt.op == "conv2d":
-            if nxt.attrs["padding"] is not None and tuple(nxt.attrs["padding"]) != (0, 0):
-                return f"'{nxt.id}' zero-pads its input, so the BN shift would be lost at the border"
-            if nxt.attrs["padding"] is None and tuple(nxt.attrs["kernel"]) != (1, 1):
-                return f"'{nxt.id}' zero-pads its input, so the BN shift would be lost at the border"
-            if nxt.attrs["padding_mode"] != "zeros":
-                return f"'{nxt.id}' uses padding mode {nxt.attrs['padding_mode']!r}"
+            pad = resolve_padding(nxt.attrs)
+            if pad != (0, 0) and nxt.attrs["padding_mode"] == "zeros":
+                return f"'{nxt.id}' zero-pads its input (padding {pad}), so the BN shift would be lost at the border"
         return None
 
     def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:

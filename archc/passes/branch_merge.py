@@ -16,8 +16,10 @@ summed biases.
 
 Refused when branches disagree on stride, groups, output channels or padding mode, when a branch's
 window is not centred like the others (``padding − dilation·(k−1)/2`` must agree per axis), when a
-branch output is used outside the sum, or when an identity branch cannot be a conv (channel
-count or stride change).
+branch output is used outside the sum, when an identity branch cannot be a conv (channel
+count or stride change), or when the merged K×K kernel would cost more MACs than the conv branches
+together (all branches share output size, channels and groups, so that is ``K_h·K_w > Σ k_h·k_w``,
+e.g. a lone 1×3 + 3×1 pair, or a dilated 3×3 with only a 1×1 beside it).
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ def _leaves(g: Graph, add: Node, users: dict[str, list[str]]) -> tuple[list[Ref]
         else:
             leaves.append(r)
     return leaves, internal
+
+
+def _merged_kernel(convs: list[Node]) -> tuple[int, int]:
+    """Size of the dense kernel holding every branch: the largest dilated extent per axis."""
+    eff = [tuple(c.attrs["dilation"][i] * (c.attrs["kernel"][i] - 1) + 1 for i in range(2)) for c in convs]
+    return (max(e[0] for e in eff), max(e[1] for e in eff))
 
 
 class MergeParallelConvs(Rule):
@@ -110,6 +118,11 @@ class MergeParallelConvs(Rule):
                 offsets = off
             elif off != offsets:
                 return f"branch '{r}' is not centred like the others (padding − dilation·(k−1)/2 differs)"
+        K = _merged_kernel(list(m.nodes.values()))
+        taps = sum(c.attrs["kernel"][0] * c.attrs["kernel"][1] for c in m.nodes.values())
+        if K[0] * K[1] > taps:
+            return (f"the merged {K[0]}×{K[1]} kernel would cost more MACs than the branches "
+                    f"({K[0] * K[1]} taps per output vs {taps})")
         return None
 
     def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
@@ -118,10 +131,7 @@ class MergeParallelConvs(Rule):
         leaves: list[Ref] = m.data["leaves"]
         convs = list(m.nodes.values())
         ref = convs[0]
-        eff = [tuple(c.attrs["dilation"][i] * (c.attrs["kernel"][i] - 1) + 1 for i in range(2)) for c in convs]
-        K = (max(e[0] for e in eff), max(e[1] for e in eff))
-        if any(g.nodes.get(r.node) is not None and g.nodes[r.node].op == "batchnorm" or r == x for r in leaves):
-            K = (max(K[0], 1), max(K[1], 1))
+        K = _merged_kernel(convs)
         pad0 = resolve_padding(ref.attrs)
         off = tuple(2 * pad0[i] - ref.attrs["dilation"][i] * (ref.attrs["kernel"][i] - 1) for i in range(2))
         padding = tuple((off[i] + K[i] - 1) // 2 for i in range(2))

@@ -6,7 +6,8 @@
 * ``cse``: two parameter-free nodes with the same op, attributes and inputs compute the same value;
   the later one is replaced by the earlier.
 * ``inline_blocks``: a block instance whose body became a single op reading the block inputs in
-  order is replaced by that op (state-dict keys lose the inner node's name).
+  order is replaced by that op (state-dict keys lose the inner node's name); a block instance or
+  repeat whose body became empty (it returns its inputs) is removed and its users read those inputs.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class _Inline(Rule):
     name = "inline_blocks"
 
     def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+        if node.body is not None and len(node.body) == 0 and (node.is_block or node.is_repeat):
+            return Match(node, data={"empty": True})  # a pass-through: every output is a body input
         if not node.is_block or node.body is None or len(node.body) != 1:
             return None
         inner = next(iter(node.body))
@@ -104,6 +107,11 @@ class _Inline(Rule):
         return Match(node, {"inner": inner})
 
     def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
+        if m.data.get("empty"):
+            n = m.anchor
+            assert n.body is not None
+            names = list(n.body.inputs)
+            return Rewrite({n.id}, [], {Ref(n.id, k): n.inputs[names.index(r.node)] for k, r in enumerate(n.body.outputs)})
         n, inner = m.anchor, m.nodes["inner"]
         new = inner.replace(id=n.id, inputs=n.inputs, loc=inner.loc, out_names=n.out_names or inner.out_names, meta=dict(inner.meta))
         prefix = f"{n.id}.{inner.id}"
@@ -118,5 +126,5 @@ class _Inline(Rule):
 @register_pass
 class InlineSingleOpBlocks(RulePass):
     name = "inline_blocks"
-    doc = "Replace block instances whose body is a single op by that op."
+    doc = "Replace block instances whose body is a single op by that op; drop pass-through (empty) blocks."
     rules = (_Inline(),)

@@ -27,19 +27,25 @@ class FoldLayerScale(Rule):
     name = "fold_layer_scale"
     anchor_ops = ("layer_scale",)
 
-    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | str | None:
         prev = g.nodes.get(node.inputs[0].node)
-        if prev is None or prev.op not in ("conv2d", "linear"):
-            return None
+        if prev is None:
+            return f"its input '{node.inputs[0]}' is a graph input, not a conv or linear"
+        if prev.op not in ("conv2d", "linear"):
+            return f"its input '{prev.id}' is a {prev.op}, not a conv or linear"
         return Match(node, {"prev": prev})
 
     def check(self, g: Graph, m: Match, users: dict[str, list[str]]) -> str | None:
         prev, ls = m.nodes["prev"], m.anchor
         if single_user(users, prev.id) != ls.id:
             return f"'{prev.id}' is also used outside the match"
-        channel_last = ls.attrs["channels_last"]
-        if (prev.op == "linear") != channel_last:
-            return f"layer scale over {'the last axis' if channel_last else 'axis 1'} does not scale the outputs of '{prev.id}'"
+        rank = prev.types[0].rank
+        # the axis the layer scale scales must be the producer's output-channel axis
+        scaled = rank - 1 if ls.attrs["channels_last"] else 1
+        channels = rank - 1 if prev.op == "linear" else 1
+        if scaled != channels:
+            where = "the last axis" if ls.attrs["channels_last"] else "axis 1"
+            return f"layer scale over {where} does not scale the output channels of '{prev.id}'"
         return None
 
     def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
@@ -66,13 +72,15 @@ class FoldGRNBias(Rule):
     name = "fold_grn_bias"
     anchor_ops = ("grn",)
 
-    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
+    def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | str | None:
         if not node.attrs["bias"]:
             return None
         user = single_user(users, node.id)
         nxt = g.nodes.get(user) if user else None
-        if nxt is None or not _is_linear_map(nxt):
-            return None
+        if nxt is None:
+            return f"its output has {len(users.get(node.id, []))} users, not exactly one layer"
+        if not _is_linear_map(nxt):
+            return f"its user '{nxt.id}' is a {nxt.op}, not a linear or an ungrouped 1×1 conv"
         return Match(node, {"next": nxt})
 
     def check(self, g: Graph, m: Match, users: dict[str, list[str]]) -> str | None:

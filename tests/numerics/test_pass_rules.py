@@ -1,0 +1,110 @@
+"""Structural before/expected tests of every rewrite rule, written in the spec language.
+
+A case runs one pass on a ``before`` spec and compares the result with an ``expected`` spec by
+their canonical printouts (ops, attrs with padding resolved, edges, types, block bodies). Must-not-fire
+cases check that the graph is unchanged and that ``archc explain`` names the failing condition.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from archc.ir.verify import verify
+from archc.passes.base import PASSES, RulePass
+from archc.passes.explain import explain
+from tests.numerics.pass_cases import FIRE, NO_FIRE, FireCase, NoFireCase, canon, graph_of, run_named
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread avoids thread thrashing on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _rules_of(pass_name: str) -> set[str]:
+    p = PASSES[pass_name]
+    return {r.name for r in p.rules} if isinstance(p, RulePass) else set()
+
+
+#: the passes these cases cover (other passes have their own tests)
+COVERED_PASSES = ("remove_train_only", "fold_cdc", "fold_bn", "inline_blocks", "merge_branches", "fold_scales", "cse", "dce")
+
+
+def test_every_rule_has_a_firing_case() -> None:
+    rules = set().union(*(_rules_of(p) for p in COVERED_PASSES))
+    covered = {c.rule for c in FIRE}
+    assert rules <= covered, f"rules without a before/expected case: {sorted(rules - covered)}"
+
+
+def test_canon_sees_differences() -> None:
+    a = graph_of("inputs: {x: [B, 4, 6, 6]}\ngraph:\n  - c: {op: conv2d, out: 4, kernel: 3}\n")
+    b = graph_of("inputs: {x: [B, 4, 6, 6]}\ngraph:\n  - c: {op: conv2d, out: 4, kernel: 3, padding: 1}\n")
+    c = graph_of("inputs: {x: [B, 4, 6, 6]}\ngraph:\n  - c: {op: conv2d, out: 4, kernel: 3, bias: false}\n")
+    d = graph_of("inputs: {x: [B, 4, 6, 6]}\ngraph:\n  - d: {op: conv2d, out: 4, kernel: 3}\n")
+    assert canon(a) == canon(b)  # default padding is the resolved padding
+    assert canon(a) != canon(c)
+    assert canon(a) != canon(d)
+
+
+@pytest.mark.parametrize("case", FIRE, ids=lambda c: f"{c.rule}-{c.id}")
+def test_rule_fires(case: FireCase) -> None:
+    before = graph_of(case.before, case.id)
+    text_before = canon(before)
+    after, _, rewrites = run_named(before, case.pass_name)
+    assert rewrites > 0
+    verify(after)
+    expected = graph_of(case.expected, case.id)
+    assert canon(after) == canon(expected)
+    assert canon(before) == text_before, "the pass mutated its input graph"
+    # a second run finds nothing left to rewrite
+    again, _, rewrites2 = run_named(after, case.pass_name)
+    assert rewrites2 == 0
+    assert canon(again) == canon(expected)
+
+
+@pytest.mark.parametrize("case", [c for c in FIRE if c.pass_name != "deploy"], ids=lambda c: f"{c.rule}-{c.id}")
+def test_explain_says_fired(case: FireCase) -> None:
+    g = graph_of(case.before, case.id)
+    text = explain(g, case.pass_name)
+    assert f": {case.rule} fired" in text, text
+
+
+@pytest.mark.parametrize("case", NO_FIRE, ids=lambda c: f"{c.rule}-{c.id}")
+def test_rule_does_not_fire(case: NoFireCase) -> None:
+    before = graph_of(case.before, case.id)
+    after, _, rewrites = run_named(before, case.pass_name)
+    assert rewrites == 0
+    assert canon(after) == canon(before)
+    text = explain(before, case.pass_name)
+    refused = [ln for ln in text.splitlines() if f": {case.rule} refused: " in ln]
+    assert any(case.reason in ln for ln in refused), f"explain does not name '{case.reason}':\n{text}"
+    assert f"{case.rule} fired" not in text
+
+
+def test_explain_unknown_pass_suggests() -> None:
+    from archc.diagnostics import PassError
+
+    g = graph_of("inputs: {x: [B, 4, 6, 6]}\ngraph:\n  - r: relu\n")
+    with pytest.raises(PassError, match="unknown pass 'fold_bm'") as exc:
+        explain(g, "fold_bm")
+    assert "fold_bn" in exc.value.render()
+
+
+def test_cli_explain_names_the_condition(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from archc.cli import main
+
+    case = next(c for c in NO_FIRE if c.id == "bn_into_zero_padded_conv")
+    spec = tmp_path / "padded.yaml"
+    spec.write_text(f"archc: 1\nname: padded\n{textwrap.dedent(case.before).strip()}\n")
+    assert main(["explain", str(spec), "--pass", "fold_bn"]) == 0
+    out = capsys.readouterr().out
+    assert "padded/bn: fold_bn_into_next refused: 'conv' zero-pads its input (padding (1, 1))" in out, out
+    assert "padded/bn: fold_bn_into_prev refused: its input 'x' is a graph input, not a conv" in out, out
