@@ -13,6 +13,7 @@ is rejected at the offending alias before anything is expanded.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,14 @@ class _CountingLoader(yaml.SafeLoader):
         elif isinstance(node, MappingNode):
             self.sizes[id(node)] = 1 + sum(self.sizes.get(id(k), 1) + self.sizes.get(id(v), 1) for k, v in node.value)
         return node
+
+
+# YAML 1.1 (PyYAML) reads '1e-5' as a string; specs follow YAML 1.2, where it is a float
+_CountingLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 class _Bounded(Exception):
