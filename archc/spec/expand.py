@@ -8,10 +8,10 @@ Node items in a ``graph`` list take one of these forms::
     - act: gelu                          # named, no attributes
 
 Reserved node keys: ``op`` (an op or block name; may be an expression), ``in`` (input refs: graph
-inputs or earlier nodes, so a graph is acyclic by construction; default the previous node),
-``repeat`` (count; the items see ``i`` and ``n``), ``when`` (the node exists only when true;
-otherwise it passes its first input through), ``names`` (names of a multi-output node's outputs).
-Every other key is an op attribute or a block argument.
+inputs or earlier nodes, so a graph is acyclic by construction; default the previous node, which must
+then have one output), ``repeat`` (count; the items see ``i`` and ``n``), ``when`` (the node exists
+only when true; otherwise it passes its first input through), ``names`` (names of a multi-output
+node's outputs). Every other key is an op attribute or a block argument.
 
 Types are inferred while expanding, so a shape mismatch is reported at the node that causes it.
 Block bodies are instantiated once per distinct (block, params, input types) and shared.
@@ -111,9 +111,10 @@ class _Expander:
             if it.id is not None:
                 pending.setdefault(it.id, it.loc)
         self.pending.append(pending)
+        ambiguous = 0  # see item()
         try:
             for item in parsed:
-                prev = self.item(g, item, env, values, out_names, prev, taken)
+                prev, ambiguous = self.item(g, item, env, values, out_names, prev, taken, ambiguous)
                 if item.id is not None and pending.get(item.id) == item.loc:
                     del pending[item.id]
         finally:
@@ -184,7 +185,14 @@ class _Expander:
 
     # -- items ----------------------------------------------------------------------------------
     def item(self, g: Graph, item: _Item, env: Mapping[str, Any], values: dict[str, tuple[Ref, ...]],
-             out_names: dict[str, tuple[str, ...]], prev: Ref | None, taken: set[str]) -> Ref | None:
+             out_names: dict[str, tuple[str, ...]], prev: Ref | None, taken: set[str],
+             ambiguous: int = 0) -> tuple[Ref | None, int]:
+        """Expand one item; returns the new previous value and its ambiguity.
+
+        The previous value is *ambiguous* when it is output 0 of a node with several outputs, which a
+        node without 'in' may not read: then the number of those outputs is passed along, else 0. A
+        skipped node (when false, repeat 0) passes through the input it names, or the previous value.
+        """
         attrs = item.attrs
         if "when" in attrs:
             cond = evaluate(attrs["when"], env, attrs.loc_of("when"))
@@ -197,16 +205,9 @@ class _Expander:
                     skipped_refs = self.inputs_of(item, values, out_names, prev)
                 except SpecError:
                     # its inputs may not exist in this configuration (e.g. an output index); nothing passes through
-                    return prev
-                return self.passthrough(item, skipped_refs, values, prev)
+                    return prev, ambiguous
+                return self.passthrough(item, skipped_refs, values, prev), ambiguous if skipped_refs is None else 0
         in_refs = self.inputs_of(item, values, out_names, prev)
-        if in_refs is None and prev is not None and prev.node in g.nodes and len(g.nodes[prev.node].types) > 1:
-            n_out = len(g.nodes[prev.node].types)
-            raise SpecError(
-                f"the previous node '{prev.node}' has {n_out} outputs; say which one this node reads",
-                item.loc,
-                hint=f"add 'in: {prev.node}.0' (or another output)",
-            )
         op = evaluate(item.op, env, attrs.loc_of("op", item.loc))
         if not isinstance(op, str):
             raise SpecError(f"'op' must name an op or block, got {op!r}", attrs.loc_of("op", item.loc))
@@ -217,7 +218,7 @@ class _Expander:
             raise SpecError(f"node id '{nid}' clashes with a name used by generated modules", item.loc, hint=f"rename it, e.g. '{nid}_'")
         taken.add(nid)
         args = {k: v for k, v in attrs.items() if k not in RESERVED}
-        refs = self.default_inputs(op, in_refs, prev, item.loc)
+        refs = self.default_inputs(op, in_refs, prev, item.loc, ambiguous)
         if "repeat" in attrs:
             n = evaluate(attrs["repeat"], env, attrs.loc_of("repeat"))
             rloc = attrs.loc_of("repeat")
@@ -226,7 +227,7 @@ class _Expander:
             if n > MAX_REPEAT:
                 raise SpecError(f"'repeat' of {n} exceeds the limit of {MAX_REPEAT}", rloc, hint="check the repeat expression")
             if n == 0:
-                return self.passthrough(item, in_refs, values, prev)
+                return self.passthrough(item, in_refs, values, prev), ambiguous if in_refs is None else 0
             if not refs:
                 raise SpecError(f"'{op}' takes no input, so it cannot be repeated", rloc, hint="repeat ops or blocks that take an input")
             node = self.repeat(g, nid, op, args, attrs, env, refs, n, item.loc)
@@ -240,7 +241,7 @@ class _Expander:
                 node = node.replace(out_names=names, meta=node.meta)
         g.nodes[nid] = node
         values[nid] = tuple(Ref(nid, k) for k in range(nout))
-        return Ref(nid, 0)
+        return Ref(nid, 0), nout if nout > 1 else 0
 
     def passthrough(self, item: _Item, in_refs: tuple[Ref, ...] | None, values: dict[str, tuple[Ref, ...]], prev: Ref | None) -> Ref | None:
         src = in_refs[0] if in_refs else prev
@@ -282,13 +283,22 @@ class _Expander:
             k += 1
         return f"{base}{k}"
 
-    def default_inputs(self, op: str, in_refs: tuple[Ref, ...] | None, prev: Ref | None, loc: SourceLoc) -> tuple[Ref, ...]:
+    def default_inputs(self, op: str, in_refs: tuple[Ref, ...] | None, prev: Ref | None, loc: SourceLoc,
+                       ambiguous: int = 0) -> tuple[Ref, ...]:
+        """The node's inputs: 'in', else none for an op without inputs, else the previous value.
+
+        ``ambiguous`` is the output count of the previous node when the previous value is output 0 of a
+        node with several outputs (0 otherwise): reading it without saying which is an error.
+        """
         if in_refs is not None:
             return in_refs
         if op in REGISTRY and REGISTRY[op].arity[1] == 0:
             return ()
         if prev is None:
             raise SpecError("this node has no input: it is the first node and the graph has no inputs", loc, hint="add 'in: <name>'")
+        if ambiguous:
+            raise SpecError(f"the previous node '{prev.node}' has {ambiguous} outputs; say which one this node reads", loc,
+                            hint=f"add 'in: {prev.node}.0' (or another output)")
         return (prev,)
 
     def build(self, g: Graph, nid: str, op: str, args: dict[str, Any], attrs: YMap, env: Mapping[str, Any],
@@ -392,11 +402,16 @@ class _Expander:
         return Node(nid, REPEAT, refs, freeze({"count": n}), loc, body=body, meta=meta)
 
 def _hashable(v: Any) -> Any:
+    """A memo key for a param value: equal only for equal values of the same types.
+
+    ``1``, ``1.0`` and ``True`` compare equal in Python but are different params (``out: ${c}`` is
+    valid for the first only), so each value is keyed with its type.
+    """
     if isinstance(v, Mapping):
         return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
     if isinstance(v, (list, tuple)):
-        return tuple(_hashable(x) for x in v)
-    return v
+        return type(v).__name__, tuple(_hashable(x) for x in v)
+    return type(v).__name__, v
 
 
 def expand(doc: SpecDoc, params: Mapping[str, Any], variant: str | None = None) -> Graph:

@@ -8,6 +8,13 @@ author wrote, or a simple multiple of a param; only values nothing explains beco
 constructor arguments. Each candidate is checked against every instance, so the generated classes
 are exact by construction.
 
+Every identifier the generator writes — class names, constructor arguments, forward arguments and
+locals, the loop variable, attributes holding per-instance values — is allocated so that it never
+shadows a name the generated code uses (the imports, the helpers, the other classes, Python's
+builtins, ``self``) nor another identifier of the same scope; a spec name that would gets a suffix
+(a number for class names, trailing ``_`` otherwise). Module attributes keep their node ids, so
+state_dict keys are the node paths. Docs are escaped so docstrings read back exactly.
+
 jinja2 renders only the file and class skeleton; each op emits its own statements. The result is
 parsed with :mod:`ast` before it is returned, and is byte-identical for identical input.
 """
@@ -15,19 +22,24 @@ parsed with :mod:`ast` before it is returned, and is byte-identical for identica
 from __future__ import annotations
 
 import ast
+import builtins
+import functools
+import keyword
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import jinja2
+from archc.backends.pytorch.render import helper_closure, literal
 
 from archc import __version__
 from archc.ir.graph import Graph, Node, Ref
 from archc.ops import HELPERS, REGISTRY
 from archc.ops.base import Call, Lowering
+from archc.spec.expand import _MODULE_ATTRS
 from archc.spec.expr import compile_expr
-from archc.backends.pytorch.render import helper_closure, literal
 
 __all__ = ["generate", "class_name"]
 
@@ -42,6 +54,35 @@ def _divisible(v: float, d: int = 8, min_value: int = 0) -> int:
         new_v += d
     return new_v
 '''
+
+
+#: module-level names of generated files (imports, constants, the factory, the divisible helper) and
+#: Python's builtins: no identifier the generator allocates may take one of them
+_GLOBAL_NAMES = frozenset({"math", "torch", "nn", "F", "Tuple", "INPUT_SHAPE", "INPUT_SHAPES", "create_model",
+                           "_divisible", "self"}) | frozenset(dir(builtins)) | frozenset(HELPERS)
+
+
+def _unique(base: str, taken: set[str] | frozenset[str], sep: str = "_") -> str:
+    """``base``, or ``base`` with a suffix (``_``, ``__``, ... or ``2``, ``3``, ...) when it is taken."""
+    name, k = base, 2
+    while name in taken or keyword.iskeyword(name):
+        name = name + "_" if sep == "_" else f"{base}{k}"
+        k += 1
+    return name
+
+
+def _doc_text(text: str) -> str:
+    """``text`` (stripped) escaped to sit between triple double quotes and read back unchanged."""
+    out = []
+    for ch in text.strip():
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch < " " and ch not in "\n\t" or ch == "\x7f":
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    # a quote that starts a run of quotes, or ends the text, could close the string: escape it
+    return re.sub(r'"(?="|$)', r'\\"', "".join(out))
 
 
 def class_name(name: str) -> str:
@@ -79,8 +120,22 @@ class _Class:
     block: str | None
     doc: str
     instances: list[Node] = field(default_factory=list)  # block-instance nodes (or a pseudo node for the model)
-    args: list[tuple[str, str]] = field(default_factory=list)  # (name, annotation)
+    index: dict[int, int] = field(default_factory=dict)  # id(instance node) → position in instances
+    args: list[tuple[str, str]] = field(default_factory=list)  # (Python name, annotation)
     param_decls: Mapping[str, Any] = field(default_factory=dict)
+    #: block param -> its constructor argument name (the param's own name unless that would shadow something)
+    arg_names: dict[str, str] = field(default_factory=dict)
+
+    def assign_arg_names(self, reserved: set[str] | frozenset[str]) -> None:
+        taken = set(reserved) | set(self.param_decls)
+        for p in self.param_decls:
+            name = p if p not in reserved else _unique(p, taken)
+            taken.add(name)
+            self.arg_names[p] = name
+
+    def param_of(self, arg: str) -> str | None:
+        """The block param whose constructor argument is ``arg`` (None for an extra argument)."""
+        return next((p for p, a in self.arg_names.items() if a == arg), None)
 
 
 class _Gen:
@@ -91,7 +146,9 @@ class _Gen:
         self.sig_memo: dict[int, Any] = {}
         self.classes: dict[Any, _Class] = {}
         self.order: list[_Class] = []
-        self.names: set[str] = set(HELPERS) | {model_name}
+        self.names: set[str] = set(_GLOBAL_NAMES)
+        self.model_name = _unique(model_name, self.names, sep="")
+        self.names.add(self.model_name)
         self.helpers: set[str] = set()
         self.uses_divisible = False
         self.visited: set[int] = set()
@@ -123,18 +180,15 @@ class _Gen:
         cls = self.classes.get(key)
         if cls is None:
             base = class_name(node.block or "block")
-            name = base
-            k = 2
-            while name in self.names:
-                name = f"{base}{k}"
-                k += 1
+            name = _unique(base, self.names, sep="")
             self.names.add(name)
             info = self.param_types.get(node.block or "", {})
             decls = info.get("params") or {k: _type_name(v) for k, v in (node.params or {}).items()}
-            cls = _Class(key, name, node.block, info.get("doc", ""), [], [], decls)
+            cls = _Class(key, name, node.block, info.get("doc", ""), param_decls=decls)
             self.classes[key] = cls
             self.order.append(cls)
-        if all(inst is not node for inst in cls.instances):
+        if id(node) not in cls.index:
+            cls.index[id(node)] = len(cls.instances)
             cls.instances.append(node)
         return cls
 
@@ -168,9 +222,18 @@ class _Symbols:
         self.extra: dict[str, list[Any]] = {}  # fallback args → per-instance values
 
     def use(self, name: str) -> str:
+        """Record that the constructor needs ``name`` (a block param or an extra); its Python name."""
         if name not in self.used:
             self.used.append(name)
-        return name
+        return self.cls.arg_names.get(name, name)
+
+    def _taken(self, name: str) -> bool:
+        return (name in self.cls.param_decls or name in self.cls.arg_names.values() or name in self.gen.names
+                or name in ("i", "n"))
+
+    def _params(self) -> list[str]:
+        """Block params a value may be explained by; inside a loop 'i' and 'n' are the loop's own."""
+        return [p for p in self.cls.param_decls if self.loop_n is None or p not in ("i", "n")]
 
     def render(self, values: list[Any], slot: str, owner: str = "") -> str:
         first = values[0]
@@ -185,9 +248,9 @@ class _Symbols:
         if sym is not None:
             return sym
         name = re.sub(r"[^0-9a-zA-Z_]", "_", slot)
-        if owner and (name in self.cls.param_decls or (name in self.extra and self.extra[name] != values)):
+        if owner and (self._taken(name) or (name in self.extra and self.extra[name] != values)):
             name = re.sub(r"[^0-9a-zA-Z_]", "_", f"{owner}_{slot}")
-        while name in self.cls.param_decls or (name in self.extra and self.extra[name] != values):
+        while self._taken(name) or keyword.iskeyword(name) or (name in self.extra and self.extra[name] != values):
             name += "_"
         self.extra[name] = values
         return self.use(name)
@@ -197,11 +260,11 @@ class _Symbols:
         if all(_same(v, first) for v in values):
             return literal(first)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            for p in self.cls.param_decls:
+            for p in self._params():
                 if all(_same(env.get(p), v) for env, v in zip(self.envs, values)):
                     return self.use(p)
             return None
-        for p in self.cls.param_decls:
+        for p in self._params():
             if all(_same(env.get(p), v) for env, v in zip(self.envs, values)):
                 return self.use(p)
         if self.loop_n is not None and all(_same(env.get("i"), v) for env, v in zip(self.envs, values)):
@@ -214,7 +277,7 @@ class _Symbols:
                 continue
             if all(_same(g, v) for g, v in zip(got, values)):
                 return self.translate(expr.tree, extra)
-        for p in self.cls.param_decls:
+        for p in self._params():
             pv = [env.get(p) for env in self.envs]
             if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in pv):
                 continue
@@ -237,11 +300,12 @@ class _Symbols:
                     return node
                 if sym.loop_n is not None and node.id == "n":
                     return ast.parse(sym.loop_n, mode="eval").body
-                sym.use(node.id)
-                return node
+                return ast.Name(sym.use(node.id), node.ctx)
 
             def visit_Call(self, node: ast.Call) -> ast.AST:
-                self.generic_visit(node)
+                # the function name is not a param: only the arguments are translated
+                node.args = [self.visit(a) for a in node.args]
+                node.keywords = [self.visit(k) for k in node.keywords]
                 if isinstance(node.func, ast.Name) and node.func.id in _FN_MAP:
                     mapped = _FN_MAP[node.func.id]
                     if mapped == "_divisible":
@@ -302,18 +366,38 @@ class _Emitted:
     return_type: str
 
 
-def _var(ref: Ref, body: Graph) -> str:
-    if ref.node in body.inputs:
-        return ref.node
-    n = body.nodes[ref.node]
-    if len(n.types) == 1:
-        return n.id
-    names = n.out_names
-    return f"{n.id}_{names[ref.index]}" if names and ref.index < len(names) else f"{n.id}_{ref.index}"
+class _Locals:
+    """Python names of the values of one forward: inputs, node outputs and the loop variable.
 
+    A graph input or single-output node is named after itself; output k of a multi-output node
+    after ``<node>_<output name or k>``; a name that is taken (by an earlier name or one the code
+    uses) gets trailing ``_``. So no value is ever overwritten by another one (or by the loop variable).
+    """
 
-def _out_vars(n: Node, body: Graph) -> list[str]:
-    return [_var(Ref(n.id, k), body) for k in range(len(n.types))]
+    def __init__(self, body: Graph) -> None:
+        taken = set(_GLOBAL_NAMES)
+        self.names: dict[tuple[str, int], str] = {}
+
+        def add(key: tuple[str, int], base: str) -> None:
+            self.names[key] = _unique(base, taken)
+            taken.add(self.names[key])
+
+        for name in body.inputs:
+            add((name, 0), name)
+        multi = []
+        for n in body:
+            if len(n.types) == 1:
+                add((n.id, 0), n.id)
+            else:
+                multi.append(n)
+        for n in multi:
+            for k in range(len(n.types)):
+                out = n.out_names[k] if k < len(n.out_names) else str(k)
+                add((n.id, k), f"{n.id}_{out}")
+        self.loop = _unique("blk", taken)
+
+    def __getitem__(self, ref: Ref) -> str:
+        return self.names[(ref.node, ref.index)]
 
 
 def _env(node: Node) -> dict[str, Any]:
@@ -334,13 +418,16 @@ class _ClassEmitter:
         self.sym = _Symbols(gen, cls, envs, exprs)
         self.init: list[str] = []
         self.fwd: list[str] = []
+        self.locals = _Locals(bodies[0])
+        # attributes are self.<node id> (modules) and self.<node>_<value> (per-instance values)
+        self.attrs: set[str] = set(_MODULE_ATTRS) | set(bodies[0].nodes)
 
     def emit(self) -> None:
         b0 = self.bodies[0]
         for n in b0:
             nodes = [b.nodes[n.id] for b in self.bodies]
-            ins = [_var(r, b0) for r in n.inputs]
-            outs = _out_vars(n, b0)
+            ins = [self.locals[r] for r in n.inputs]
+            outs = [self.locals[Ref(n.id, k)] for k in range(len(n.types))]
             lhs = ", ".join(outs)
             if n.is_block:
                 self.init.append(f"self.{n.id} = {self.child_call(nodes, n.id)}")
@@ -349,7 +436,7 @@ class _ClassEmitter:
                 self.emit_repeat(nodes, ins, lhs)
             else:
                 self.emit_op(nodes, ins, lhs)
-        outs = [_var(r, b0) for r in b0.outputs]
+        outs = [self.locals[r] for r in b0.outputs]
         self.returns = ", ".join(outs)
 
     def child_call(self, nodes: list[Node], path: str) -> str:
@@ -361,9 +448,11 @@ class _ClassEmitter:
         return f"{child.name}({', '.join(parts)})"
 
     def child_arg_value(self, child: _Class, node: Node, arg: str) -> Any:
-        idx = next((j for j, inst in enumerate(child.instances) if inst is node), None)
-        if arg in child.param_decls:
-            return _env(node)[arg]
+        """The value of ``child``'s constructor argument ``arg`` for the instance ``node``."""
+        param = child.param_of(arg)
+        if param is not None:
+            return _env(node)[param]
+        idx = child.index.get(id(node))
         assert idx is not None
         return child_extra(child)[arg][idx]
 
@@ -378,7 +467,8 @@ class _ClassEmitter:
             if all(_same(v, vs[0]) for v in vs):
                 vals[key] = literal(vs[0])
             else:
-                attr = f"{nid}_{key}"
+                attr = _unique(f"{nid}_{key}", self.attrs)
+                self.attrs.add(attr)
                 self.init.append(f"self.{attr} = {self.sym.render(vs, attr)}")
                 vals[key] = f"self.{attr}"
         expr = lows[0].forward.format(*ins, m=f"self.{nid}", **vals)
@@ -415,8 +505,8 @@ class _ClassEmitter:
         else:
             self.init.append(f"self.{nid} = nn.ModuleList([{inner}\n        ])")
             self.fwd.append(f"{lhs} = {ins[0]}")
-            self.fwd.append(f"for blk in self.{nid}:")
-            self.fwd.append(f"    {lhs} = blk({lhs}, {', '.join(ins[1:])})")
+            self.fwd.append(f"for {self.locals.loop} in self.{nid}:")
+            self.fwd.append(f"    {lhs} = {self.locals.loop}({lhs}, {', '.join(ins[1:])})")
 
 
     def emit_loop(self, nodes: list[Node], ins: list[str], lhs: str, counts: list[int]) -> None:
@@ -445,8 +535,8 @@ class _ClassEmitter:
         else:
             self.init.append(f"self.{nid} = nn.ModuleList([{call} for i in range({n_src})])")
             self.fwd.append(f"{lhs} = {ins[0]}")
-            self.fwd.append(f"for blk in self.{nid}:")
-            self.fwd.append(f"    {lhs} = blk({lhs}, {', '.join(ins[1:])})")
+            self.fwd.append(f"for {self.locals.loop} in self.{nid}:")
+            self.fwd.append(f"    {lhs} = {self.locals.loop}({lhs}, {', '.join(ins[1:])})")
 
 
 def _expr_sources(node: Node) -> list[str]:
@@ -493,6 +583,14 @@ def _annotation(t: str) -> str:
     return {"int": "int", "float": "float", "bool": "bool", "str": "str", "list": "list"}.get(t, "")
 
 
+@functools.lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    """The file skeleton (parsed once per process)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("module.py.j2")
+
+
 def generate(graph: Graph, spec_label: str, model_name: str | None = None, block_info: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """Source of a standalone module for ``graph``.
 
@@ -500,9 +598,11 @@ def generate(graph: Graph, spec_label: str, model_name: str | None = None, block
     order and types give constructor signatures and annotations; docs become class docstrings).
     """
     _EXTRA.clear()
-    name = class_name(model_name or graph.name)
-    gen = _Gen(graph, name, block_info or {})
+    gen = _Gen(graph, class_name(model_name or graph.name), block_info or {})
+    name = gen.model_name
     gen.visit_children(graph)
+    for cls in gen.order:  # every class name is known now: constructor arguments must not shadow one
+        cls.assign_arg_names(gen.names | {"i"})
     emitted: list[_Emitted] = []
     for cls in gen.order:
         bodies = [n.body for n in cls.instances]  # type: ignore[misc]
@@ -511,19 +611,17 @@ def generate(graph: Graph, spec_label: str, model_name: str | None = None, block
         em.emit()
         _EXTRA[id(cls)] = em.sym.extra
         used = [p for p in cls.param_decls if p in em.sym.used]
-        cls.args = [(p, _annotation(cls.param_decls[p])) for p in used] + [(e, "") for e in em.sym.extra]
-        emitted.append(_emit_class(cls.name, cls.doc, cls.args, em, bodies[0]))
+        cls.args = [(cls.arg_names[p], _annotation(cls.param_decls[p])) for p in used] + [(e, "") for e in em.sym.extra]
+        emitted.append(_emit_class(cls.name, _doc_text(cls.doc), cls.args, em, bodies[0]))
     top = _ClassEmitter(gen, _Class(None, name, None, ""), [graph], [{}], [])
     top.emit()
-    emitted.append(_emit_class(name, graph.meta.get("doc", "") or graph.name, [], top, graph))
+    emitted.append(_emit_class(name, _doc_text(graph.meta.get("doc", "") or graph.name), [], top, graph))
     helpers = [HELPERS[h] for h in helper_closure(gen.helpers)]
     first = next(iter(graph.inputs.values()))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    src = env.get_template("module.py.j2").render(
-        title=graph.meta.get("title") or name,
-        spec=spec_label,
-        variant=graph.meta.get("variant"),
+    src = _template().render(
+        title=_doc_text(graph.meta.get("title") or name),
+        spec=_doc_text(spec_label),
+        variant=_doc_text(graph.meta["variant"]) if graph.meta.get("variant") else None,
         digest=graph.meta.get("digest", ""),
         version=__version__,
         imports=sorted({imp for h in helpers for imp in h.imports}),
@@ -540,7 +638,7 @@ def generate(graph: Graph, spec_label: str, model_name: str | None = None, block
 
 def _emit_class(name: str, doc: str, args: list[tuple[str, str]], em: _ClassEmitter, body: Graph) -> _Emitted:
     sig = [f"{a}: {t}" if t else a for a, t in args]
-    fargs = [f"{k}: torch.Tensor" for k in body.inputs]
+    fargs = [f"{em.locals[Ref(k, 0)]}: torch.Tensor" for k in body.inputs]
     nout = len(body.outputs)
     rtype = "torch.Tensor" if nout == 1 else "Tuple[" + ", ".join(["torch.Tensor"] * nout) + "]"
     return _Emitted(name, doc, sig, em.init, fargs, em.fwd, em.returns, rtype)

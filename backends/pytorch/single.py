@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
+from archc.backends.pytorch.render import helper_closure, render_call, render_forward
 from torch.utils.flop_counter import FlopCounterMode
 
 from archc.ir.types import TensorType
 from archc.ops.base import HELPERS, get_op
-from archc.backends.pytorch.render import helper_closure, render_call, render_forward
 
 __all__ = ["OpCheck", "build_single", "check_op"]
 
