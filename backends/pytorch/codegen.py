@@ -371,7 +371,8 @@ class _Locals:
 
     A graph input or single-output node is named after itself; output k of a multi-output node
     after ``<node>_<output name or k>``; a name that is taken (by an earlier name or one the code
-    uses) gets trailing ``_``. So no value is ever overwritten by another one (or by the loop variable).
+    uses) gets trailing ``_``. A node whose input dies at it reuses that input's name, so a live
+    value is never overwritten (nor by the loop variable) while dead ones are freed early.
     """
 
     def __init__(self, body: Graph) -> None:
@@ -395,6 +396,31 @@ class _Locals:
                 out = n.out_names[k] if k < len(n.out_names) else str(k)
                 add((n.id, k), f"{n.id}_{out}")
         self.loop = _unique("blk", taken)
+        self._reuse_dead(body)
+
+    def _reuse_dead(self, body: Graph) -> None:
+        """A single-output node takes the name of an input that dies there (``x = self.conv(x)``).
+
+        Rebinding the name frees the dead tensor at once, as hand-written forwards do; without it
+        every intermediate stays alive until ``forward`` returns.
+        """
+        last: dict[tuple[str, int], int] = {}
+        order = list(body)
+        for i, n in enumerate(order):
+            for r in n.inputs:
+                last[(r.node, r.index)] = i
+        for r in body.outputs:
+            last[(r.node, r.index)] = len(order)
+        for i, n in enumerate(order):
+            if len(n.types) != 1:
+                continue
+            # a loop feeds its extra inputs to every item, so only its first input may be rebound
+            cands = (n.inputs[:1] if n.inputs[0] not in n.inputs[1:] else ()) if n.is_repeat else n.inputs
+            for r in cands:
+                key = (r.node, r.index)
+                if last.get(key) == i and (r.node in body.inputs or len(body.nodes[r.node].types) == 1):
+                    self.names[(n.id, 0)] = self.names[key]
+                    break
 
     def __getitem__(self, ref: Ref) -> str:
         return self.names[(ref.node, ref.index)]
@@ -504,7 +530,8 @@ class _ClassEmitter:
             self.fwd.append(f"{lhs} = self.{nid}({ins[0]})")
         else:
             self.init.append(f"self.{nid} = nn.ModuleList([{inner}\n        ])")
-            self.fwd.append(f"{lhs} = {ins[0]}")
+            if lhs != ins[0]:
+                self.fwd.append(f"{lhs} = {ins[0]}")
             self.fwd.append(f"for {self.locals.loop} in self.{nid}:")
             self.fwd.append(f"    {lhs} = {self.locals.loop}({lhs}, {', '.join(ins[1:])})")
 
@@ -534,7 +561,8 @@ class _ClassEmitter:
             self.fwd.append(f"{lhs} = self.{nid}({ins[0]})")
         else:
             self.init.append(f"self.{nid} = nn.ModuleList([{call} for i in range({n_src})])")
-            self.fwd.append(f"{lhs} = {ins[0]}")
+            if lhs != ins[0]:
+                self.fwd.append(f"{lhs} = {ins[0]}")
             self.fwd.append(f"for {self.locals.loop} in self.{nid}:")
             self.fwd.append(f"    {lhs} = {self.locals.loop}({lhs}, {', '.join(ins[1:])})")
 
