@@ -4,8 +4,15 @@ A hypothesis strategy writes random, *valid* specs as YAML text: chains and DAGs
 concats, splits/chunks with multi-output refs in all three spellings), blocks instantiated several
 times with different params (expressions, defaults, nested blocks, two-input and two-output blocks),
 repeats of ops and blocks with per-index values (``${2 if i == 0 else 1}``, ``${dims[i]}``), ``when``
-conditions, over most of the op library with random attributes. Shapes stay tiny (<= 32 channels,
-<= 16 pixels) so an example runs in milliseconds.
+conditions, over the whole op library with random attributes; names that generated code could
+trip over (``nn``, ``self``, ``range``, a block ``f``, node ``sp_0`` next to outputs of ``sp``) and
+docs with quotes and backslashes. Shapes stay tiny (<= 32 channels, <= 16 pixels on the inputs).
+
+Hypothesis draws a seed; the spec's hundreds of choices come from a PRNG with that seed, because
+hypothesis's own draws (biased to small and first values) left most of the library unexplored. The
+seeds are derandomized for CI; ``ARCHC_RANDOM_SPECS=<n>`` runs more. Hypothesis cannot shrink
+through a seed, so a failure is shrunk by :func:`minimize` (greedy deletion of nodes, blocks and
+attributes while the failure keeps its signature) and reported with the seed and both specs.
 
 How a valid spec is found: every scope (the top-level graph or a block body) is generated against
 all of its *worlds* at once — one world per distinct instantiation (bound params and input types),

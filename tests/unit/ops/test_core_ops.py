@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from archc.backends.pytorch.single import check_op
+
 from archc.ops.activation import Activation
 from archc.ops.base import REGISTRY, OpCheckError
 
