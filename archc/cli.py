@@ -105,10 +105,8 @@ def _options(args: argparse.Namespace):  # noqa: ANN202
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from archc.compiler import build_graph
-    from archc.cost.model import graph_cost
+    from archc.cost.model import graph_cost, pycls_cost
     from archc.report import fmt_count, fmt_macs
-
-    from archc.cost.model import pycls_cost
 
     _, g = build_graph(args.spec, _options(args))
     c = pycls_cost(g) if args.convention == "pycls" else graph_cost(g)

@@ -37,7 +37,7 @@ class Binary(Op):
         return [ins[0].with_shape(broadcast(ins[0].shape, ins[1].shape))]
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
-        return Lowering(None, "{0} %s {1}" % self.symbol)
+        return Lowering(None, "{0} " + self.symbol + " {1}")
 
 
 class Add(Binary):

@@ -13,7 +13,7 @@ baseline. Eval-only: stochastic depth (drop path) and dropout are omitted
 Only depends on torch.
 """
 import math
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 __all__ = ["TransXNet", "CONFIGS", "transxnet_t", "transxnet_s", "transxnet_b"]
 
 
-CONFIGS: Dict[str, Dict[str, Sequence]] = {
+CONFIGS: dict[str, dict[str, Sequence]] = {
     "t": dict(depths=(3, 3, 9, 3), dims=(48, 96, 224, 448), kernel_sizes=(7, 7, 7, 7),
               num_groups=(2, 2, 2, 2), sr_ratios=(8, 4, 2, 1), num_heads=(1, 2, 4, 8),
               mlp_ratios=(4, 4, 4, 4)),
@@ -125,7 +125,7 @@ class OSRA(nn.Module):
         self.local_conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.kv = nn.Conv2d(dim, 2 * dim, 1)
 
-    def forward(self, x: torch.Tensor, rel_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rel_pos: torch.Tensor | None = None) -> torch.Tensor:
         B, C, H, W = x.shape
         h, d = self.num_heads, self.head_dim
         q = self.q(x).reshape(B, h, d, H * W).transpose(-1, -2)            # B, h, N, d
@@ -170,7 +170,7 @@ class DMixer(nn.Module):
             nn.BatchNorm2d(dim),
         )
 
-    def forward(self, x: torch.Tensor, rel_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rel_pos: torch.Tensor | None = None) -> torch.Tensor:
         x1, x2 = x.chunk(2, dim=1)
         x = torch.cat([self.local_unit(x1), self.global_unit(x2, rel_pos)], dim=1)
         return self.proj(x) + x
@@ -182,7 +182,7 @@ class MultiScaleDWConv(nn.Module):
     def __init__(self, dim: int, kernel_sizes: Sequence[int] = (1, 3, 5, 7)):
         super().__init__()
         n = len(kernel_sizes)
-        self.splits: List[int] = [dim - (dim // n) * (n - 1)] + [dim // n] * (n - 1)
+        self.splits: list[int] = [dim - (dim // n) * (n - 1)] + [dim // n] * (n - 1)
         self.convs = nn.ModuleList(
             nn.Conv2d(c, c, k, padding=k // 2, groups=c) for c, k in zip(self.splits, kernel_sizes))
 
@@ -222,7 +222,7 @@ class TransXNetBlock(nn.Module):
         self.mlp = MSFFN(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale2d(dim, ls_init)
 
-    def forward(self, x: torch.Tensor, rel_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rel_pos: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.pos_embed(x)
         x = x + self.ls1(self.token_mixer(self.norm1(x), rel_pos))
         x = x + self.ls2(self.mlp(self.norm2(x)))
