@@ -23,6 +23,11 @@ def _add_spec_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    help="override a param, e.g. -p dims=[64,128,320,512] or -p depths.2=12 (repeatable)")
 
 
+#: compile targets and pipelines (archc.targets.TARGETS / PIPELINE_NAMES, kept here so that --help needs no torch)
+_TARGETS = ["pytorch", "torchscript", "export", "onnx", "cudagraph"]
+_PIPELINES = ["train", "deploy", "fused"]
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="archc", description="Declarative graph compiler for vision networks.")
     ap.add_argument("--version", action="version", version=_version())
@@ -37,13 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_spec_args(p)
     p.add_argument("--depth", type=int, default=1, help="block nesting depth to expand (default 1)")
 
-    p = sub.add_parser("compile", help="compile a spec to a standalone PyTorch module")
+    p = sub.add_parser("compile", help="compile a spec to a PyTorch module, TorchScript, torch.export, ONNX or CUDA-graph artifact")
     _add_spec_args(p, optional=True)
-    p.add_argument("-o", "--output", help="output file (default: <name>_<variant>.py in the current folder)")
-    p.add_argument("--target", default="pytorch", choices=["pytorch"], help="artifact kind")
-    p.add_argument("--pipeline", default="train", choices=["train", "deploy"],
-                   help="pass pipeline: train = as written; deploy = every exact inference-time simplification")
-    p.add_argument("--weights", help="train-form state_dict to convert; written beside the output as .pth")
+    p.add_argument("-o", "--output", help="output file (default: <name>_<variant><suffix of the target> in the current folder)")
+    p.add_argument("--target", default="pytorch", choices=_TARGETS,
+                   help="artifact: pytorch (.py module), torchscript (.pt, torch.jit.load), export (.pt2, torch.export.load), "
+                        "onnx (.onnx), cudagraph (.py module with a CUDA-graph runner)")
+    p.add_argument("--pipeline", default="train", choices=_PIPELINES,
+                   help="pass pipeline: train = as written; deploy = every exact inference-time simplification; "
+                        "fused = deploy + block fusion (one fused region per residual block)")
+    p.add_argument("--input-shape", metavar="N,C,H,W",
+                   help="example input shape for the target (export/onnx trace, cudagraph capture); default: the spec's, batch 1")
+    p.add_argument("--weights", help="train-form state_dict to convert; carried by the artifact (beside .py outputs as .pth)")
     p.add_argument("--no-check", action="store_true", help="skip the float64 equivalence check of each pass")
     p.add_argument("--debug", action="store_true", help="verify the IR after every pass")
 
@@ -69,6 +79,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="cost convention for MACs and activations (as in validate)")
 
     sub.add_parser("passes", help="list passes and pipelines")
+
+    p = sub.add_parser("bench", help="CPU latency of pipeline × target × batch, against the train-form eager module")
+    _add_spec_args(p)
+    p.add_argument("--pipelines", default="train,deploy,fused", metavar="P[,P...]", help="pipelines (default train,deploy,fused)")
+    p.add_argument("--targets", default="pytorch,torchscript", metavar="T[,T...]",
+                   help="targets (default pytorch,torchscript; also export, onnx, cudagraph with CUDA)")
+    p.add_argument("--batch", default="1,16", metavar="B[,B...]", help="batch sizes (default 1,16)")
+    p.add_argument("--iters", type=int, default=30, help="timed rounds per batch size at most (default 30)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls of each artifact first (default 3)")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds per batch size after at least 5 rounds (default 60)")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's default)")
+    p.add_argument("--weights", help="train-form state_dict to convert (default: initialized weights)")
+    p.add_argument("--no-check", action="store_true", help="skip the equivalence checks of passes and artifacts")
+    p.add_argument("--json", action="store_true", help="print one JSON document (every timed call included)")
 
     p = sub.add_parser("search", help="search a space of architectures (resumes the study when rerun)",
                        description="Run or resume the Optuna study of a search-space file (docs/search_space.md); "
@@ -127,24 +151,56 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from archc.compiler import compile_spec, default_spec, write_artifact
+    from archc.compiler import default_spec
     from archc.report import pipeline_table, summary
+    from archc.targets import TARGETS, build_artifact, default_output, parse_shape, prepare, write_files
 
     spec = args.spec or str(default_spec())
-    res = compile_spec(spec, _options(args))
-    variant = res.graph.meta.get("variant")
-    out = Path(args.output) if args.output else Path(f"{res.doc.name}{'_' + variant if variant else ''}.py")
+    prep = prepare(spec, _options(args), parse_shape(args.input_shape))
+    res = prep.compile
+    out = Path(args.output) if args.output else default_output(res, args.target)
+    if out.is_dir():
+        raise ArchcError(f"cannot write the output: '{out}' is a directory", hint=f"give a file name, e.g. -o model{TARGETS[args.target].suffix}")
+    built = build_artifact(prep, args.target, out, verify=not args.no_check)
     try:
-        files = write_artifact(res, out)
+        files = write_files(built.data)
     except IsADirectoryError:
         raise ArchcError(f"cannot write the output: '{out}' is a directory", hint="give a file name, e.g. -o model.py") from None
     except OSError as exc:
         raise ArchcError(f"cannot write the output '{out}': {exc.strerror or exc}", hint="check the folder exists and is writable") from None
     print(summary(res.graph, res.cost, out))
-    if len(files) > 1:
-        print(f"  weights      {files[1]}")
+    for f in files[1:]:
+        print(f"  weights      {f}")
     if res.pipeline is not None and res.pipeline.steps:
         print(pipeline_table(res.pipeline, res.train_graph, res.graph))
+    if args.target != "pytorch" or prep.fusion is not None:
+        print(f"  target       {args.target}: {TARGETS[args.target].doc}")
+    if prep.fusion is not None:
+        print(f"  fusion       {prep.fusion.summary()}")
+    for key, err in built.errors.items():
+        print(f"  checked      {key}: max rel. error {err:.2e}")
+    for note in built.notes:
+        print(f"  note         {note}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from archc.bench import bench, format_table
+
+    def split(text: str) -> list[str]:
+        return [p.strip() for p in text.split(",") if p.strip()]
+
+    try:
+        batches = [int(b) for b in split(args.batch)]
+    except ValueError:
+        raise ArchcError(f"--batch must be comma-separated integers, got '{args.batch}'", hint="e.g. --batch 1,16") from None
+    progress = None if args.json else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    res = bench(args.spec, args.variant, list(args.param), split(args.pipelines), split(args.targets), batches,
+                warmup=args.warmup, iters=args.iters, budget=args.budget, threads=args.threads, check=not args.no_check,
+                weights=args.weights, progress=progress)
+    print(json.dumps(res.to_json(), indent=1) if args.json else format_table(res))
     return 0
 
 
@@ -217,7 +273,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"validate": _cmd_validate, "show": _cmd_show, "compile": _cmd_compile, "ops": _cmd_ops,
+_COMMANDS = {"validate": _cmd_validate, "show": _cmd_show, "compile": _cmd_compile, "bench": _cmd_bench, "ops": _cmd_ops,
              "explain": _cmd_explain, "passes": _cmd_passes, "scale": _cmd_scale,
              "search": _cmd_search}
 

@@ -21,7 +21,7 @@ import torch
 from archc.diagnostics import PassError
 from archc.ir.graph import Graph
 from archc.ir.verify import verify
-from archc.passes import bn_fold, branch_merge, cdc, cleanup, parallel_merge, permute_fold, scale_fold  # noqa: F401
+from archc.passes import bn_fold, branch_merge, cdc, cleanup, fusion, parallel_merge, permute_fold, scale_fold  # noqa: F401
 from archc.passes.base import PASSES, WeightMap
 from archc.passes.equivalence import Reference
 
@@ -31,6 +31,10 @@ PIPELINES: dict[str, tuple[str, ...]] = {
     "train": (),
     "deploy": ("remove_train_only", "fold_cdc", "fold_bn", "inline_blocks", "merge_branches", "fold_bn",
                "fold_scales", "fold_through_permute", "merge_parallel_blocks", "inline_blocks", "cse", "dce"),
+    # deploy, then each residual block flattened into one fused region (archc.passes.fusion), folded again
+    "fused": ("remove_train_only", "fold_cdc", "fold_bn", "inline_blocks", "merge_branches", "fold_bn",
+              "fold_scales", "fold_through_permute", "merge_parallel_blocks", "inline_blocks", "cse", "dce",
+              "form_regions"),
 }
 
 #: max relative error of a float64 differential run accepted for an exact pass

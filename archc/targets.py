@@ -1,0 +1,411 @@
+"""Compile targets: one spec → an artifact for PyTorch, TorchScript, torch.export, ONNX or CUDA graphs.
+
+``compile_target(spec, options, out)`` compiles the spec with :func:`archc.compiler.compile_spec`
+(any pipeline: ``train``, ``deploy``, ``fused``), builds the artifact of ``options.target`` and writes
+it — with side files such as weights beside it — atomically: every file goes to a temporary name
+first and is renamed only when all of them were built, so a failure leaves nothing half-written.
+
+=============  ========  ==================================================================================
+target         suffix    artifact, and how to load it
+=============  ========  ==================================================================================
+pytorch        .py       the generated standalone module (``create_model()``, ``INPUT_SHAPE``); with
+                         ``--weights`` the converted weights beside it as ``.pth``
+torchscript    .pt       scripted, frozen, ``optimize_for_inference``; ``torch.jit.load(PATH)``
+export         .pt2      a ``torch.export`` program, dynamic batch where the graph allows;
+                         ``torch.export.load(PATH).module()``
+onnx           .onnx     opset 18, dynamic batch, passes ``onnx.checker``; onnxruntime (optional)
+cudagraph      .py       the module plus ``CUDAGraphRunner`` / ``create_runner()``: warm-up on a side stream,
+                         capture for a fixed shape, replay; with ``--weights`` the ``.pth`` beside it
+=============  ========  ==================================================================================
+
+Weights: with ``options.weights`` (a train-form checkpoint) the artifact carries the converted
+weights; otherwise the module's initialized weights (``create_model()`` under ``torch.manual_seed(0)``).
+
+With ``pipeline="fused"`` the pytorch and torchscript targets get the CPU lowering of the fused
+regions (:func:`archc.passes.fusion.fuse_source`, checked against the unfused module in float64 and
+float32 unless ``options.check`` is off); export, onnx and cudagraph use the portable form of the
+fused graph (cudagraph adds the Triton conv→pointwise kernel for CUDA).
+
+Every artifact but the pytorch module is loaded back in-process and its outputs compared with the
+eager module (``verify=True``); :data:`TOLERANCES` gives the accepted max relative error per target.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archc.compiler import CompileOptions, CompileResult, compile_spec
+from archc.diagnostics import ArchcError
+
+__all__ = ["TARGETS", "PIPELINE_NAMES", "TOLERANCES", "Target", "TargetResult", "Prepared", "compile_target", "prepare",
+           "build_artifact", "write_files", "parse_shape", "max_rel_error", "default_output"]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    suffix: str
+    doc: str
+
+
+TARGETS: dict[str, Target] = {
+    "pytorch": Target("pytorch", ".py", "the generated standalone PyTorch module"),
+    "torchscript": Target("torchscript", ".pt", "scripted, frozen and optimized for inference (torch.jit.load)"),
+    "export": Target("export", ".pt2", "a torch.export program (torch.export.load), dynamic batch where possible"),
+    "onnx": Target("onnx", ".onnx", "an ONNX model (opset 18), checked by onnx.checker"),
+    "cudagraph": Target("cudagraph", ".py", "the module with a CUDA-graph capture/replay runner"),
+}
+
+PIPELINE_NAMES = ("train", "deploy", "fused")
+
+#: accepted max relative error (max|a - b| / max|a|) of each artifact against the eager module, float32
+TOLERANCES: dict[str, float] = {
+    "pytorch": 1e-5,       # the same code in a fresh process
+    "torchscript": 1e-4,   # oneDNN kernels instead of the eager ones
+    "export": 1e-5,        # the same ATen ops
+    "onnx": 1e-4,          # onnxruntime's kernels
+    "cudagraph": 5e-3,     # CUDA (cuDNN may use TF32) against CPU
+}
+
+
+class TargetError(ArchcError):
+    """A target could not be built or failed its check."""
+
+
+@dataclass
+class Prepared:
+    """A compiled spec ready for any target: sources, weights and example inputs."""
+
+    compile: CompileResult
+    pipeline: str
+    #: the module source of the pipeline as the PyTorch backend generated it (portable)
+    source: str
+    #: the CPU lowering of fused regions (pipeline ``fused``), else ``source``
+    cpu_source: str
+    #: True when the weights are converted from a checkpoint (written beside .py artifacts)
+    converted: bool
+    inputs: list[torch.Tensor]
+    input_names: list[str]
+    fusion: Any = None
+    checks: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    _state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The artifact's float32 weights: converted from the checkpoint, or initialized under seed 0."""
+        if self._state is None:
+            if self.converted:
+                sd = self.compile.state_dict or {}
+                self._state = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+            else:
+                with torch.random.fork_rng():
+                    torch.manual_seed(0)
+                    model = self.module(False).create_model()
+                self._state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return self._state
+
+    def module(self, cpu: bool = True) -> Any:
+        from archc.passes.equivalence import module_from_source
+
+        return module_from_source(self.cpu_source if cpu else self.source, f"archc_{self.pipeline}")
+
+    def factory(self, cpu: bool = True) -> Callable[[], torch.nn.Module]:
+        """A function returning a fresh eval-mode model with the artifact's weights."""
+        mod = self.module(cpu)
+        sd = self.state_dict
+
+        def make() -> torch.nn.Module:
+            m = mod.create_model()
+            m.load_state_dict(sd, strict=True)
+            return m.eval()
+
+        return make
+
+
+@dataclass
+class TargetResult:
+    target: str
+    pipeline: str
+    out: Path
+    files: list[Path]
+    prepared: Prepared
+    notes: list[str] = field(default_factory=list)
+    #: max relative error of the artifact against the eager module (and of the fused lowering)
+    errors: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    data: dict[Path, bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def compile(self) -> CompileResult:
+        return self.prepared.compile
+
+
+def parse_shape(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``"1,3,224,224"`` → ``(1, 3, 224, 224)``; raises ArchcError on anything else."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return tuple(int(d) for d in text)
+    try:
+        dims = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise ArchcError(f"--input-shape must be comma-separated integers, got '{text}'", hint="e.g. --input-shape 1,3,224,224") from None
+    if not dims or any(d < 1 for d in dims):
+        raise ArchcError(f"--input-shape must be positive integers, got '{text}'", hint="e.g. --input-shape 1,3,224,224")
+    return dims
+
+
+def default_output(res: CompileResult, target: str) -> Path:
+    variant = res.graph.meta.get("variant")
+    return Path(f"{res.doc.name}{'_' + variant if variant else ''}{TARGETS[target].suffix}")
+
+
+def max_rel_error(ref: Any, got: Any) -> float:
+    """max |ref − got| / max |ref| over all outputs (tensors or arrays)."""
+    refs = ref if isinstance(ref, (tuple, list)) else (ref,)
+    gots = got if isinstance(got, (tuple, list)) else (got,)
+    if len(refs) != len(gots):
+        return float("inf")
+    err = 0.0
+    for a, b in zip(refs, gots):
+        a = torch.as_tensor(a).detach().float().cpu()
+        b = torch.as_tensor(b).detach().float().cpu()
+        if a.shape != b.shape:
+            return float("inf")
+        err = max(err, float((a - b).abs().max()) / max(float(a.abs().max()), 1e-30))
+    return err
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def prepare(spec: str | Path, options: CompileOptions | None = None, input_shape: Sequence[int] | None = None,
+            text: str | None = None) -> Prepared:
+    """Compile ``spec`` and make everything a target needs (sources, weights, example inputs)."""
+    options = options or CompileOptions()
+    if options.pipeline not in PIPELINE_NAMES:
+        from archc.diagnostics import suggest
+
+        raise ArchcError(f"unknown pipeline '{options.pipeline}'", hint=suggest(options.pipeline, PIPELINE_NAMES) or f"pipelines: {', '.join(PIPELINE_NAMES)}")
+    res = compile_spec(spec, options, text)
+    cpu_source = res.source
+    fusion = None
+    checks: dict[str, float] = {}
+    notes: list[str] = []
+    if options.pipeline == "fused":
+        from archc.passes.fusion import check_fused, fuse_source
+
+        cpu_source, fusion = fuse_source(res.source)
+        if options.check:
+            errs = check_fused(res.source, cpu_source)
+            checks.update({f"fused lowering ({k})": v for k, v in errs.items()})
+    converted = res.state_dict is not None
+    g = res.graph
+    names = list(g.inputs)
+    shapes = [t.concrete(1) for t in g.inputs.values()]
+    if input_shape is not None:
+        if len(shapes) != 1:
+            raise ArchcError(f"--input-shape sets one input, and '{res.doc.name}' has {len(shapes)}")
+        if len(input_shape) != len(shapes[0]):
+            raise ArchcError(f"--input-shape {','.join(map(str, input_shape))} has rank {len(input_shape)}, "
+                             f"the spec's input '{names[0]}' has rank {len(shapes[0])} {tuple(shapes[0])}")
+        shapes = [tuple(input_shape)]
+    gen = torch.Generator().manual_seed(1234)
+    inputs = [torch.randn(s, generator=gen) for s in shapes]
+    return Prepared(res, options.pipeline, res.source, cpu_source, converted, inputs, names, fusion, checks, notes)
+
+
+def _weights_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(dict(state), buf)
+    return buf.getvalue()
+
+
+def _eager_outputs(prep: Prepared, cpu: bool = True) -> Any:
+    model = prep.factory(cpu)()
+    with torch.no_grad():
+        return model(*prep.inputs)
+
+
+def _check(errors: dict[str, float], key: str, target: str, ref: Any, got: Any) -> None:
+    err = max_rel_error(ref, got)
+    errors[key] = err
+    if not err <= TOLERANCES[target]:
+        raise TargetError(f"the {target} artifact does not match the eager module: max relative error {err:.3e} > "
+                          f"{TOLERANCES[target]:.0e}", hint="this is a bug in archc's target; report the spec")
+
+
+def _tuned(prep: Prepared, notes: list[str]) -> tuple[Callable[[], torch.nn.Module], list[str]]:
+    """A factory of CPU models whose convs run oneDNN or plain ops, whichever measured faster here (autotune)."""
+    from archc.passes.fusion import autotune, pack_convs, set_onednn
+
+    base = prep.factory(True)
+    model = base()
+    pack_convs(model)
+    plain = autotune(model, prep.inputs)
+    total = sum(1 for m in model.modules() if type(m).__name__ == "FusedConv2d")
+    if total:
+        notes.append(f"autotuned {total} convs on this machine: {total - len(plain)} on oneDNN (prepacked weights), "
+                     f"{len(plain)} as plain PyTorch ops")
+
+    def make() -> torch.nn.Module:
+        m = base()
+        pack_convs(m)
+        return set_onednn(m, False, only=set(plain))
+
+    return make, plain
+
+
+def build_artifact(prep: Prepared, target: str, out: Path, verify: bool = True, tune: bool = True) -> TargetResult:
+    """Build the artifact of ``target`` in memory (nothing is written; see :func:`write_files`).
+
+    ``tune``: for the torchscript target (and the fused pytorch module) time each conv's oneDNN path
+    against plain PyTorch ops on the example input and keep the faster (:func:`archc.passes.fusion.autotune`).
+    """
+    if target not in TARGETS:
+        from archc.diagnostics import suggest
+
+        raise ArchcError(f"unknown target '{target}'", hint=suggest(target, TARGETS) or f"targets: {', '.join(TARGETS)}")
+    t0 = time.perf_counter()
+    data: dict[Path, bytes] = {}
+    notes: list[str] = []
+    errors: dict[str, float] = dict(prep.checks)
+    portable = prep.pipeline == "fused"  # export/onnx/cudagraph: the fused graph without the CPU lowering
+    try:
+        if target == "pytorch":
+            source = prep.cpu_source
+            if tune and prep.pipeline == "fused":
+                import re
+
+                from archc.passes.fusion import tuning_source
+
+                _, plain = _tuned(prep, notes)
+                cls = re.search(r"^def create_model\(\) -> (\w+):", source, re.M)
+                if plain and cls:
+                    source = source.rstrip("\n") + "\n" + tuning_source(cls.group(1), plain)
+            data[out] = source.encode()
+            if prep.converted:
+                data[out.with_suffix(".pth")] = _weights_bytes(prep.state_dict)
+        elif target == "torchscript":
+            from archc.backends.torchscript import build_torchscript
+
+            make = _tuned(prep, notes)[0] if tune else prep.factory(True)
+            blob, n, loaded_out = build_torchscript(make, prep.inputs)
+            notes += n
+            data[out] = blob
+            if verify:
+                _check(errors, "torchscript vs eager", target, _eager_outputs(prep), loaded_out)
+        elif target == "export":
+            from archc.backends.export import build_export, load_export
+
+            blob, n, dynamic = build_export(prep.factory(not portable), prep.inputs)
+            notes += n
+            if dynamic:
+                notes.append("dynamic batch (1 to 4096)")
+            data[out] = blob
+            if verify:
+                with torch.no_grad():
+                    _check(errors, "export vs eager", target, _eager_outputs(prep, not portable), load_export(blob)(*prep.inputs))
+        elif target == "onnx":
+            from archc.backends.onnx import OPSET, build_onnx, have_onnx, have_onnxruntime, run_onnx
+
+            if not have_onnx():
+                raise TargetError("the onnx target needs the 'onnx' package", hint="pip install 'archc[onnx]'")
+            blob, n = build_onnx(prep.factory(not portable), prep.inputs, prep.input_names)
+            notes += n
+            notes.append(f"opset {OPSET}, passes onnx.checker")
+            data[out] = blob
+            if verify:
+                if have_onnxruntime():
+                    _check(errors, "onnxruntime vs eager", target, _eager_outputs(prep, not portable), run_onnx(blob, prep.inputs))
+                else:
+                    notes.append("onnxruntime is not installed: outputs not compared (pip install onnxruntime)")
+        elif target == "cudagraph":
+            from archc.backends.cudagraph import cudagraph_source
+            from archc.passes.equivalence import module_from_source
+
+            src, n = cudagraph_source(prep.source, tuple(prep.inputs[0].shape), fused=prep.pipeline == "fused")
+            notes += n
+            data[out] = src.encode()
+            if prep.converted:
+                data[out.with_suffix(".pth")] = _weights_bytes(prep.state_dict)
+            if verify:
+                mod = module_from_source(src, "archc_cudagraph")
+                model = mod.create_model()
+                model.load_state_dict(prep.state_dict)
+                model.eval()
+                ref = _eager_outputs(prep, False)
+                if torch.cuda.is_available():
+                    runner = mod.CUDAGraphRunner(model, tuple(prep.inputs[0].shape))
+                    _check(errors, "cudagraph replay vs eager (CPU)", target, ref, runner(prep.inputs[0].cuda()))
+                else:
+                    with torch.no_grad():
+                        _check(errors, "module vs eager (CPU; CUDA absent, graph not captured)", target, ref, model(*prep.inputs))
+                    notes.append("CUDA is not available here: the runner was generated but not captured")
+    except ArchcError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an exporter refusing an op is a user-facing limit, not a crash
+        raise TargetError(f"target '{target}' cannot compile '{prep.compile.doc.name}': {type(exc).__name__}: {_first_line(exc)[:300]}",
+                          hint="try another target (e.g. --target pytorch or torchscript)") from exc
+    return TargetResult(target, prep.pipeline, out, list(data), prep, notes, errors, time.perf_counter() - t0, data)
+
+
+def write_files(data: Mapping[Path, bytes]) -> list[Path]:
+    """Write all files or none: each to a temporary file beside it, then rename them all."""
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, blob in data.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+        umask = os.umask(0)
+        os.umask(umask)
+        for tmp, path in temps:
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+    return list(data)
+
+
+def compile_target(spec: str | Path, options: CompileOptions | None = None, out: str | Path | None = None,
+                   input_shape: Sequence[int] | str | None = None, verify: bool = True, text: str | None = None) -> TargetResult:
+    """Compile ``spec`` for ``options.target`` and write the artifact to ``out`` (atomically).
+
+    >>> r = compile_target("specs/repvgg.yaml", CompileOptions(target="torchscript", pipeline="deploy"), "repvgg.pt")  # doctest: +SKIP
+    >>> torch.jit.load("repvgg.pt")(torch.randn(1, 3, 224, 224)).shape  # doctest: +SKIP
+    torch.Size([1, 1000])
+    """
+    options = options or CompileOptions()
+    if options.target not in TARGETS:
+        from archc.diagnostics import suggest
+
+        raise ArchcError(f"unknown target '{options.target}'", hint=suggest(options.target, TARGETS) or f"targets: {', '.join(TARGETS)}")
+    prep = prepare(spec, options, parse_shape(input_shape) if isinstance(input_shape, str) else input_shape, text)
+    path = Path(out) if out is not None else default_output(prep.compile, options.target)
+    result = build_artifact(prep, options.target, path, verify)
+    result.files = write_files(result.data)
+    prep.compile.files = result.files
+    return result
+
+
+def with_target(options: CompileOptions, target: str, pipeline: str | None = None) -> CompileOptions:
+    """``options`` for another target (and pipeline)."""
+    return replace(options, target=target, pipeline=pipeline or options.pipeline)
