@@ -219,7 +219,8 @@ class RulePass(Pass):
         new, wm, count = self._graph(graph, memo, notes if explain else None)
         return PassResult(new, wm, count, notes)
 
-    def _graph(self, g: Graph, memo: dict[int, tuple[Graph, WeightMap, int]], notes: list[Explanation] | None) -> tuple[Graph, WeightMap, int]:
+    def _graph(self, g: Graph, memo: dict[int, tuple[Graph, WeightMap, int]], notes: list[Explanation] | None,
+               repeat_body: bool = False) -> tuple[Graph, WeightMap, int]:
         if id(g) in memo:
             return memo[id(g)]
         wm = WeightMap()
@@ -227,7 +228,7 @@ class RulePass(Pass):
         nodes: dict[str, Node] = {}
         for n in g:
             if n.body is not None:
-                body, child_wm, c = self._graph(n.body, memo, notes)
+                body, child_wm, c = self._graph(n.body, memo, notes, repeat_body=n.is_repeat)
                 count += c
                 if body is not n.body:
                     n = n.replace(body=body, meta=dict(n.meta, types=body.output_types))
@@ -237,7 +238,7 @@ class RulePass(Pass):
         cur = Graph(g.name, dict(g.inputs), nodes, g.outputs, dict(g.input_locs), dict(g.meta))
         local = 0
         for _ in range(self.max_rounds):
-            step = self._step(cur, notes)
+            step = self._step(cur, notes, repeat_body)
             if step is None:
                 break
             cur, fn = step
@@ -251,7 +252,7 @@ class RulePass(Pass):
         memo[id(g)] = result
         return result
 
-    def _step(self, g: Graph, notes: list[Explanation] | None) -> tuple[Graph, LocalFn | None] | None:
+    def _step(self, g: Graph, notes: list[Explanation] | None, repeat_body: bool = False) -> tuple[Graph, LocalFn | None] | None:
         users = g.users()
         for node in list(g):
             for rule in self.rules:
@@ -270,6 +271,11 @@ class RulePass(Pass):
                 if reason is not None:
                     continue
                 rw = rule.rewrite(g, m, users)
+                if repeat_body and rw.remove - {n.id for n in rw.add}:
+                    # the items of a repeat are its iterations 0..count-1: they may change, never disappear
+                    if notes is not None:
+                        notes[-1] = Explanation(g.name, node.id, rule.name, False, "an item of a repeat cannot be removed")
+                    continue
                 return apply_rewrite(g, rw), rw.weights
         return None
 

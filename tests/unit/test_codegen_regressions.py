@@ -290,3 +290,29 @@ graph:
     _, _, model = _build(text, tmp_path)
     x = torch.randn(2, 4, 8, 8)
     torch.testing.assert_close(model(x), x.chunk(2, 1)[1])
+
+
+def test_deploy_keeps_empty_items_of_a_repeat(tmp_path: Path) -> None:
+    """A stage with zero blocks is a pass-through item of the stages repeat (LSNet-T's first stage);
+    inline_blocks dropped it, leaving a repeat without item 0, and code generation failed."""
+    text = """
+archc: 1
+name: r
+params: {depth: [0, 1]}
+inputs: {x: [B, 4, 8, 8]}
+blocks:
+  unit:
+    params: {c: int}
+    graph:
+      - conv: {op: conv2d, out: "${c}", kernel: 3}
+      - bn: {op: batchnorm}
+  stage:
+    params: {c: int, depth: int}
+    graph:
+      - blocks: {op: unit, repeat: "${depth}", c: "${c}"}
+graph:
+  - stages: {op: stage, repeat: 2, c: 4, depth: "${depth[i]}"}
+"""
+    res = compile_spec("regression.yaml", CompileOptions(pipeline="deploy"), text=text)
+    assert res.pipeline is not None and res.cost.params == 4 * 4 * 9 + 4
+    assert "bn" not in res.source
