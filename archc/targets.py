@@ -255,9 +255,9 @@ def _tuned(prep: Prepared, notes: list[str]) -> tuple[Callable[[], torch.nn.Modu
     model = base()
     pack_convs(model)
     plain = autotune(model, prep.inputs)
-    total = sum(1 for m in model.modules() if type(m).__name__ == "FusedConv2d")
+    total = sum(1 for m in model.modules() if type(m).__name__ in ("FusedConv2d", "FusedLinear"))
     if total:
-        notes.append(f"autotuned {total} convs on this machine: {total - len(plain)} on oneDNN (prepacked weights), "
+        notes.append(f"autotuned {total} convs/linears on this machine: {total - len(plain)} on oneDNN (prepacked weights), "
                      f"{len(plain)} as plain PyTorch ops")
 
     def make() -> torch.nn.Module:

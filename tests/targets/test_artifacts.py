@@ -1,6 +1,7 @@
 """Every target's artifact, loaded in a FRESH process without archc, matches the eager module.
 
-* every spec in specs/ (small: one block per stage, 64-pixel input) → pytorch + torchscript (train pipeline);
+* every spec in specs/ (small: one block per stage, 64-pixel input) → pytorch + torchscript (train pipeline)
+  and export, onnx (with onnxruntime installed), cudagraph (deploy pipeline);
 * a few specs × pipelines → export, onnx, cudagraph and the fused pytorch/torchscript artifacts.
 
 Each group is built in this process (the build itself loads the artifact back and checks it), then all
@@ -40,7 +41,8 @@ def _expected(prep: Any, cpu: bool) -> Any:
         return model(*prep.inputs)
 
 
-def _build_cases(folder: Path, jobs: list[tuple[Path, list[str], str, list[str]]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _build_cases(folder: Path, jobs: list[tuple[Path, list[str], str, list[str]]],
+                 tune: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Build (spec, params, pipeline, targets) jobs; returns fresh-process cases and the in-process results."""
     cases: list[dict[str, Any]] = []
     built: dict[str, Any] = {}
@@ -53,7 +55,7 @@ def _build_cases(folder: Path, jobs: list[tuple[Path, list[str], str, list[str]]
                 out = folder / f"{spec.stem}_{pipeline}_{target}{TARGETS[target].suffix}"
                 if target == "cudagraph":
                     out = out.with_name(out.stem + "_cg.py")
-                res = build_artifact(prep, target, out)
+                res = build_artifact(prep, target, out, tune=tune)
                 write_files(res.data)
                 built[cid] = res
                 portable = pipeline == "fused" and target in ("export", "onnx", "cudagraph")
@@ -70,9 +72,18 @@ def _assert_all_ok(results: dict[str, Any], cases: list[dict[str, Any]]) -> None
     assert set(results) == {c["id"] for c in cases}
 
 
-def test_every_spec_pytorch_and_torchscript(tmp_path: Path) -> None:
-    jobs = [(spec, small_params(spec), "train", ["pytorch", "torchscript"]) for spec in SPECS]
-    cases, built = _build_cases(tmp_path, jobs)
+def _portable_targets() -> list[str]:
+    return ["export", "cudagraph"] + (["onnx"] if _have("onnx") and _have("onnxruntime") else [])
+
+
+def test_every_spec_every_target(tmp_path: Path) -> None:
+    """Train form → pytorch and torchscript; deploy form → export, onnx and cudagraph; all loaded in one fresh process."""
+    jobs = []
+    for spec in SPECS:
+        jobs += [(spec, small_params(spec), "train", ["pytorch", "torchscript"]),
+                 (spec, small_params(spec), "deploy", _portable_targets())]
+    cases, built = _build_cases(tmp_path, jobs, tune=False)
+    assert len(built) == len(SPECS) * (2 + len(_portable_targets()))
     for cid, res in built.items():
         if cid.endswith("torchscript"):
             assert res.errors["torchscript vs eager"] <= TOLERANCES["torchscript"], cid
@@ -81,7 +92,7 @@ def test_every_spec_pytorch_and_torchscript(tmp_path: Path) -> None:
 
 def _matrix() -> list[tuple[Path, list[str], str, list[str]]]:
     spec = {p.stem: p for p in SPECS}
-    portable = ["export", "cudagraph"] + (["onnx"] if _have("onnx") and _have("onnxruntime") else [])
+    portable = _portable_targets()
     jobs = [(MINI, [], "train", ["pytorch", "torchscript"] + portable)]
     if "repvgg" in spec:
         jobs += [(spec["repvgg"], small_params(spec["repvgg"]), "deploy", portable),
