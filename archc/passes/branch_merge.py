@@ -68,6 +68,12 @@ def _merged_kernel(convs: list[Node]) -> tuple[int, int]:
 
 
 class MergeParallelConvs(Rule):
+    """The root of an ``add`` tree whose leaves are convs of one tensor ``x``, ``x`` itself or ``batchnorm(x)``.
+
+    The whole sum becomes one K×K ``conv2d`` of ``x`` with bias, K being the largest dilated extent
+    of the conv branches.
+    """
+
     name = "merge_parallel_convs"
     anchor_ops = ("add",)
 

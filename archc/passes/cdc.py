@@ -1,8 +1,15 @@
 """Central-difference convolution folding.
 
-``y = conv(x, w) + b − θ·(conv1×1(x, Σ_hw w) + b)`` with 'same' padding equals one conv with
-``w'[:, :, c, c] = w[:, :, c, c] − θ·Σ_hw w`` (c = k//2, other taps unchanged) and ``b' = (1−θ)·b``,
-for any stride and groups: the 1×1 term samples exactly the centre tap's input position.
+A ``cdc_conv2d`` (CDCN's central difference convolution) computes
+``y = conv(x, w) + b − θ·(conv1×1(x, Σ_hw w) + b)``: a conv minus θ times the response of the summed
+kernel to the centre pixel of each window. The op requires an odd kernel and 'same' padding
+``dilation·(k−1)/2``, so at every output position the 1×1 term samples exactly the input the centre
+tap ``c = k//2`` sees — for any stride, dilation and groups. Both terms are linear in ``x``, so the
+difference is one plain conv with
+
+``w'[:, :, c_h, c_w] = w[:, :, c_h, c_w] − θ·Σ_hw w`` (every other tap unchanged) and ``b' = (1−θ)·b``.
+
+The rule has no conditions: every ``cdc_conv2d`` folds, with the same MACs as its dense term alone.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ __all__ = ["FoldCDC", "CDCFold"]
 
 
 class FoldCDC(Rule):
+    """Each ``cdc_conv2d`` becomes a ``conv2d`` with the same attributes (θ folded into the centre tap)."""
+
     name = "fold_cdc"
     anchor_ops = ("cdc_conv2d",)
 

@@ -20,6 +20,8 @@ __all__ = ["RemoveTrainOnly", "DeadCode", "CommonSubexpr", "InlineSingleOpBlocks
 
 
 class _RemoveTrainOnly(Rule):
+    """A node of a train-only op (``dropout``, ``drop_path``) or an ``identity``: its users read its input."""
+
     name = "remove_train_only"
 
     def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
@@ -35,12 +37,22 @@ class _RemoveTrainOnly(Rule):
 
 @register_pass
 class RemoveTrainOnly(RulePass):
+    """Train-only ops removed: in eval mode dropout and drop-path return their input unchanged.
+
+    ``dropout(x) = x`` and ``drop_path(x) = x`` in eval mode (the ops declared ``train_only``), and
+    ``identity(x) = x`` always, so every such node is removed and its users read its input instead.
+    Exact for the eval-mode function, which is the one a deploy form computes. The rule has no
+    conditions of its own.
+    """
+
     name = "remove_train_only"
     doc = "Drop dropout, drop-path and identity nodes (identities in eval mode)."
     rules = (_RemoveTrainOnly(),)
 
 
 class _Dead(Rule):
+    """A node none of whose outputs is read by another node or returned by the graph."""
+
     name = "dce"
 
     def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
@@ -58,12 +70,22 @@ class _Dead(Rule):
 
 @register_pass
 class DeadCode(RulePass):
+    """Dead-code elimination: a value that reaches no graph output cannot change the outputs.
+
+    Such a node is removed together with its weights (the state-dict keys under its id); removing it
+    can make its inputs dead in turn, so the pass runs to a fixpoint. Inside a block body "output"
+    means a body output, so a branch no body output depends on is removed from every instance.
+    The rule has no conditions of its own.
+    """
+
     name = "dce"
     doc = "Remove nodes whose values are never used."
     rules = (_Dead(),)
 
 
 class _CSE(Rule):
+    """A node without parameters or buffers that has the op, attributes and inputs of an earlier node."""
+
     name = "cse"
 
     def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
@@ -86,12 +108,22 @@ class _CSE(Rule):
 
 @register_pass
 class CommonSubexpr(RulePass):
+    """Common-subexpression elimination: ``f(a) = f(a)``.
+
+    Ops are pure functions of their inputs and attributes, so two nodes with the same op, equal
+    attributes and the same inputs compute the same value; the later one is removed and its users
+    read the earlier one. Only nodes without parameters and buffers are merged (two convs of the same
+    input have different weights), and never ops without inputs (they make fresh values).
+    """
+
     name = "cse"
     doc = "Merge parameter-free nodes that compute the same value."
     rules = (_CSE(),)
 
 
 class _Inline(Rule):
+    """A block instance whose body is one op of the block inputs (in order), or a block/repeat whose body is empty."""
+
     name = "inline_blocks"
 
     def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
@@ -125,6 +157,18 @@ class _Inline(Rule):
 
 @register_pass
 class InlineSingleOpBlocks(RulePass):
+    """Block instances that are a single op become that op; empty blocks and repeats disappear.
+
+    A block instance computes its body. When the body is one op ``f(x₁, …, xₙ)`` of the block inputs
+    in order, returning all of its outputs, the instance *is* that op: it is replaced by the op under
+    the instance's id, and its weights move from ``blk.inner.weight`` to ``blk.weight`` (this is what
+    makes a folded RepVGG block, whose body became one conv, a plain ``nn.Conv2d``). When the body is
+    empty — every output is a body input, e.g. after every node in it was folded or removed — the
+    instance or repeat is the identity on those inputs: it is removed and its users read its inputs
+    (except an instance that is an item of a repeat: the items of a repeat are its iterations and are
+    never removed one by one). Other blocks are not candidates.
+    """
+
     name = "inline_blocks"
     doc = "Replace block instances whose body is a single op by that op; drop pass-through (empty) blocks."
     rules = (_Inline(),)

@@ -67,6 +67,12 @@ def _sum_tree(g: Graph, start: str, users: dict[str, list[str]]) -> list[str]:
 
 
 class MergeParallelBlocks(Rule):
+    """Two instances of one FFN or attention block reading the same tensor, both added into one residual sum.
+
+    They become one instance of twice the width (twice the hidden units, or twice the heads); the
+    second instance and the ``add`` that took it are removed.
+    """
+
     name = "merge_parallel_blocks"
 
     def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | str | None:

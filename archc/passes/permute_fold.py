@@ -21,6 +21,8 @@ __all__ = ["FoldAffineThroughPermute", "PermuteFold"]
 
 
 class FoldAffineThroughPermute(Rule):
+    """A ``batchnorm`` or channels-first ``layer_scale`` of ``permute(linear(x), [0, 3, 1, 2])``: it folds into the linear."""
+
     name = "fold_affine_through_permute"
     anchor_ops = ("batchnorm", "layer_scale")
 

@@ -1,12 +1,18 @@
 """Folding per-channel scales and shifts into the adjacent linear layer.
 
-* layer scale after a conv/linear: ``γ⊙(Wx + b) + β = (γ⊙W)x + (γ⊙b + β)`` (β only for layer scales
-  with a bias).
-* GRN bias through the next linear map: ``W(GRN₀(x) + β) + b = W·GRN₀(x) + (Wβ + b)`` where GRN₀ is
-  GRN without its bias; the next map must be a linear or an unpadded 1×1 conv (UniRepLKNet's block
-  fold).
+* **layer scale after a conv/linear**: ``γ⊙(Wx + b) + β = (γ⊙W)x + (γ⊙b + β)``, i.e. row ``o`` of the
+  weight (output channel ``o`` of a conv) is scaled by ``γ_o`` and the bias becomes ``γ⊙b + β``
+  (β only for layer scales with a bias; in the channels-first conv form γ is the ``weight [C, 1, 1,
+  1]`` of a depthwise 1×1 conv). The layer scale must scale the producer's output-channel axis:
+  axis 1 of a conv or a rank-2 linear, the last axis of a linear over channels-last tokens.
+* **GRN bias through the next linear map**: ``GRN(x) = GRN₀(x) + β`` where GRN₀ is GRN without its
+  bias, so ``W(GRN₀(x) + β) + b = W·GRN₀(x) + (Wβ + b)``: β becomes part of the next layer's bias.
+  The next map must be a ``linear`` over channels-last GRN output, or an ungrouped 1×1 ``conv2d``
+  without padding over channels-first output (a padded border would see 0 where the unfolded graph
+  sees β) — UniRepLKNet's / ConvNeXt V2's block fold.
 
-Refused when the producer's output is also used elsewhere.
+Refused when the producer's output (or the GRN's) is also used elsewhere, and when the axes do not
+line up.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ def _is_linear_map(n: Node) -> bool:
 
 
 class FoldLayerScale(Rule):
+    """A ``layer_scale`` reading a ``conv2d`` or ``linear``: γ and β fold into the layer's weight and bias."""
+
     name = "fold_layer_scale"
     anchor_ops = ("layer_scale",)
 
@@ -69,6 +77,8 @@ class FoldLayerScale(Rule):
 
 
 class FoldGRNBias(Rule):
+    """A ``grn`` with a bias whose only user is a linear map: β moves into that map's bias."""
+
     name = "fold_grn_bias"
     anchor_ops = ("grn",)
 

@@ -3,10 +3,13 @@
 A case runs one pass on a ``before`` spec and compares the result with an ``expected`` spec by
 their canonical printouts (ops, attrs with padding resolved, edges, types, block bodies). Must-not-fire
 cases check that the graph is unchanged and that ``archc explain`` names the failing condition.
+The cases live in :mod:`archc.passes.examples` (docs/passes.md shows them); every graph they
+involve also round-trips through the spec printer (:func:`archc.ir.printer.spec_text`).
 """
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from archc.ir.printer import spec_text, yaml_value
 from archc.ir.verify import verify
 from archc.passes.base import PASSES, RulePass
 from archc.passes.explain import explain
@@ -34,14 +38,18 @@ def _rules_of(pass_name: str) -> set[str]:
     return {r.name for r in p.rules} if isinstance(p, RulePass) else set()
 
 
-#: the passes these cases cover (other passes have their own tests)
-COVERED_PASSES = ("remove_train_only", "fold_cdc", "fold_bn", "inline_blocks", "merge_branches", "fold_scales", "cse", "dce")
-
-
 def test_every_rule_has_a_firing_case() -> None:
-    rules = set().union(*(_rules_of(p) for p in COVERED_PASSES))
+    rules = set().union(*(_rules_of(p) for p in PASSES))
     covered = {c.rule for c in FIRE}
     assert rules <= covered, f"rules without a before/expected case: {sorted(rules - covered)}"
+    assert set(PASSES) <= {c.pass_name for c in FIRE}, "every pass needs a before/expected case (docs/passes.md shows it)"
+
+
+def test_cases_name_real_passes_and_rules() -> None:
+    for c in [*FIRE, *NO_FIRE]:
+        assert c.pass_name == "deploy" or c.rule in _rules_of(c.pass_name), f"{c.id}: no rule '{c.rule}' in '{c.pass_name}'"
+    ids = [c.id for c in [*FIRE, *NO_FIRE]]
+    assert len(ids) == len(set(ids)), "case ids are the names of their example specs: keep them unique"
 
 
 def test_canon_sees_differences() -> None:
@@ -108,3 +116,53 @@ def test_cli_explain_names_the_condition(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "padded/bn: fold_bn_into_next refused: 'conv' zero-pads its input (padding (1, 1))" in out, out
     assert "padded/bn: fold_bn_into_prev refused: its input 'x' is a graph input, not a conv" in out, out
+
+
+# -- the spec printer (IR → spec) on every case ------------------------------------------------------
+
+
+def _unnamed_blocks(text: str) -> str:
+    """A canonical printout without block-definition names (the printer names each distinct body)."""
+    return re.sub(r"<[A-Za-z_][A-Za-z0-9_]*>", "<>", text)
+
+
+@pytest.mark.parametrize("case", [*FIRE, *NO_FIRE], ids=lambda c: c.id)
+def test_printed_spec_round_trips(case: FireCase | NoFireCase) -> None:
+    before = graph_of(case.before, case.id)
+    graphs = [before] + ([run_named(before, case.pass_name)[0]] if isinstance(case, FireCase) else [])
+    for g in graphs:
+        text = spec_text(g)
+        again = graph_of(text, case.id)
+        assert _unnamed_blocks(canon(again)) == _unnamed_blocks(canon(g)), text
+        assert spec_text(again) == text
+
+
+def test_printer_splits_blocks_by_body_and_writes_varying_repeats() -> None:
+    g = graph_of("""
+        inputs: {x: [B, 4, 6, 6]}
+        blocks:
+          pw:
+            params: {c: int}
+            graph:
+              - conv: {op: conv2d, out: "${c}", kernel: 1}
+        graph:
+          - a: {op: pw, c: 8}
+          - b: {op: pw, c: 4}
+          - d: {op: dropout, repeat: 3, p: "${0.1 * i}"}
+          - two: {op: chunk, chunks: 2, dim: 1, names: [l, r]}
+          - s: {op: add, in: [two.r, two.l]}
+        outputs: [s, a]
+        """)
+    text = spec_text(g)
+    assert "  pw:\n" in text and "  pw_2:\n" in text
+    assert '- d: {op: dropout, repeat: 3, p: "${[0.0, 0.1, 0.2][i]}"}' in text
+    assert "- s: {op: add, in: [two.r, two.l]}" in text
+    assert "outputs: [s, a]" in text
+    assert _unnamed_blocks(canon(graph_of(text))) == _unnamed_blocks(canon(g))
+
+
+def test_yaml_value_reads_back() -> None:
+    import yaml
+
+    for v in (1e-05, 0.001, 2.5e20, "reflect", "yes", "a b", True, None, [1, [2, 3]], {"k": 1}):
+        assert yaml.safe_load(f"v: {yaml_value(v)}")["v"] == v
