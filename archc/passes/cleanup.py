@@ -121,14 +121,30 @@ class CommonSubexpr(RulePass):
     rules = (_CSE(),)
 
 
+def _pass_through(body: Graph) -> list[str] | None:
+    """The body input each output of ``body`` is, when every output is one (through empty block instances only)."""
+    found = []
+    for r in body.outputs:
+        while r.node not in body.inputs:
+            item = body.nodes[r.node]
+            if not (item.is_block and item.body is not None and len(item.body) == 0):
+                return None
+            inner = item.body.outputs[r.index].node
+            r = item.inputs[list(item.body.inputs).index(inner)]
+        found.append(r.node)
+    return found
+
+
 class _Inline(Rule):
     """A block instance whose body is one op of the block inputs (in order), or a block/repeat whose body is empty."""
 
     name = "inline_blocks"
 
     def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | None:
-        if node.body is not None and len(node.body) == 0 and (node.is_block or node.is_repeat):
-            return Match(node, data={"empty": True})  # a pass-through: every output is a body input
+        if node.body is not None and (node.is_block or node.is_repeat):
+            through = _pass_through(node.body)
+            if through is not None:  # every output is a body input (an empty body, or a repeat of empty blocks)
+                return Match(node, data={"empty": through})
         if not node.is_block or node.body is None or len(node.body) != 1:
             return None
         inner = next(iter(node.body))
@@ -139,11 +155,11 @@ class _Inline(Rule):
         return Match(node, {"inner": inner})
 
     def rewrite(self, g: Graph, m: Match, users: dict[str, list[str]]) -> Rewrite:
-        if m.data.get("empty"):
+        if m.data.get("empty") is not None:
             n = m.anchor
             assert n.body is not None
             names = list(n.body.inputs)
-            return Rewrite({n.id}, [], {Ref(n.id, k): n.inputs[names.index(r.node)] for k, r in enumerate(n.body.outputs)})
+            return Rewrite({n.id}, [], {Ref(n.id, k): n.inputs[names.index(name)] for k, name in enumerate(m.data["empty"])})
         n, inner = m.anchor, m.nodes["inner"]
         new = inner.replace(id=n.id, inputs=n.inputs, loc=inner.loc, out_names=n.out_names or inner.out_names, meta=dict(inner.meta))
         prefix = f"{n.id}.{inner.id}"
