@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_spec_args(p)
     p.add_argument("--pipelines", default="train,deploy,fused", metavar="P[,P...]", help="pipelines (default train,deploy,fused)")
     p.add_argument("--targets", default="pytorch,torchscript", metavar="T[,T...]",
-                   help="targets (default pytorch,torchscript; also export, onnx, cudagraph with CUDA)")
+                   help="targets (default pytorch,torchscript; also export, onnx; CUDA graphs: benchmarks/bench_cuda.py)")
     p.add_argument("--batch", default="1,16", metavar="B[,B...]", help="batch sizes (default 1,16)")
     p.add_argument("--iters", type=int, default=30, help="timed rounds per batch size at most (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls of each artifact first (default 3)")

@@ -87,7 +87,7 @@ def build_onnx(make_model: Callable[[], torch.nn.Module], example_inputs: Sequen
             continue
         notes.append(f"exported with the {label}")
         if dynamic_batch and "static" in label:
-            notes.append(f"the batch is static {tuple(example_inputs[0].shape)}: no exporter allows a dynamic one here "
+            notes.append(f"batch exported static {tuple(example_inputs[0].shape)}: no ONNX exporter allows a dynamic one here "
                          f"({failures[0][:160]})")
         return data, notes
     raise RuntimeError("no ONNX exporter handles this model: " + "; ".join(failures))
