@@ -32,6 +32,7 @@ eager module (``verify=True``); :data:`TOLERANCES` gives the accepted max relati
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -363,11 +364,15 @@ def build_artifact(prep: Prepared, target: str, out: Path, verify: bool = True, 
 
 
 def write_files(data: Mapping[Path, bytes]) -> list[Path]:
-    """Write all files or none: each to a temporary file beside it, then rename them all."""
+    """Write all files or none: each to a temporary file beside it, then rename them all (missing folders are made, and removed again on failure)."""
     temps: list[tuple[str, Path]] = []
+    made: list[Path] = []  # folders created here, removed again when writing fails
     try:
         for path, blob in data.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+            for folder in reversed(missing):
+                folder.mkdir()
+                made.append(folder)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temps.append((tmp, path))
             with os.fdopen(fd, "wb") as f:
@@ -381,6 +386,9 @@ def write_files(data: Mapping[Path, bytes]) -> list[Path]:
         for tmp, _ in temps:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     return list(data)
 

@@ -97,6 +97,19 @@ def test_write_files_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     assert write_files({tmp_path / "a.pt": b"1"}) == [tmp_path / "a.pt"]
 
 
+def test_write_files_makes_missing_folders_and_removes_them_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "build" / "deploy" / "m.pt"
+    assert write_files({out: b"1"}) == [out] and out.read_bytes() == b"1"
+
+    def flaky(a: str, b: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", flaky)
+    with pytest.raises(OSError):
+        write_files({tmp_path / "new" / "sub" / "m.pt": b"1"})
+    assert not (tmp_path / "new").exists()
+
+
 def test_failed_target_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import archc.backends.export as exp
 
