@@ -33,7 +33,7 @@ import torch
 from archc.compiler import CompileOptions
 from archc.diagnostics import ArchcError
 
-__all__ = ["BenchRow", "BenchResult", "bench", "format_table"]
+__all__ = ["BenchRow", "BenchResult", "bench", "format_table", "import_file"]
 
 
 @dataclass
@@ -74,8 +74,9 @@ class BenchResult:
         return next((r for r in self.rows if (r.pipeline, r.target, r.batch) == (pipeline, target, batch)), None)
 
 
-def _import_file(path: Path) -> Any:
-    name = f"archc_bench_{uuid.uuid4().hex[:8]}"
+def import_file(path: Path, name: str | None = None) -> Any:
+    """Import a generated module from its file, as a user would (registered in ``sys.modules``)."""
+    name = name or f"archc_bench_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -87,7 +88,7 @@ def _import_file(path: Path) -> Any:
 def _loader(target: str, path: Path, state: dict[str, torch.Tensor], threads: int) -> Callable[..., Any]:
     """Load an artifact as a user would; returns a callable taking input tensors."""
     if target in ("pytorch", "cudagraph"):
-        model = _import_file(path).create_model()
+        model = import_file(path).create_model()
         model.load_state_dict(state)
         return model.eval()
     if target == "torchscript":

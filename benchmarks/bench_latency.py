@@ -25,7 +25,6 @@ latency runs use independently initialised models unless ``--weights same``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -48,18 +47,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from archc.bench import import_file  # noqa: E402
 from archc.compiler import CompileOptions, compile_spec  # noqa: E402
 
 REFERENCE = ROOT / "benchmarks" / "reference" / "transxnet.py"
-
-
-def import_file(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def build_generated(spec: str, variant: str, pipeline: str, tmp: Path) -> tuple[ModuleType, dict[str, Any]]:

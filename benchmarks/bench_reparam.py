@@ -29,7 +29,6 @@ same ratio over process CPU time (steadier on a shared machine, and close to lat
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -47,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from archc.bench import import_file  # noqa: E402
 from archc.compiler import CompileOptions, compile_spec  # noqa: E402
 from archc.passes.equivalence import randomize  # noqa: E402
 
@@ -63,12 +63,7 @@ def import_source(source: str, folder: Path, name: str) -> ModuleType:
     """Write generated source to ``folder`` and import it (a real file, as a user would)."""
     path = folder / f"{name}.py"
     path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return import_file(path, name)
 
 
 def count_nodes(graph: Any, ops: tuple[str, ...]) -> dict[str, int]:

@@ -130,6 +130,29 @@ from typing import Optional
 _ONEDNN = bool(torch.backends.mkldnn.is_available())
 
 
+def fused_post(y: torch.Tensor, post: str, algorithm: str) -> torch.Tensor:
+    """The activation a fused conv/linear applies after its output, as plain PyTorch ops (oneDNN's post-op names)."""
+    if post == "none":
+        return y
+    if post == "relu":
+        return F.relu(y)
+    if post == "swish":
+        return F.silu(y)
+    if post == "gelu":
+        if algorithm == "tanh":
+            return F.gelu(y, approximate="tanh")
+        return F.gelu(y)
+    if post == "sigmoid":
+        return torch.sigmoid(y)
+    if post == "tanh":
+        return torch.tanh(y)
+    if post == "hardswish":
+        return F.hardswish(y)
+    if post == "hardsigmoid":
+        return F.hardsigmoid(y)
+    raise RuntimeError("fused conv/linear: unknown post-op " + post)
+
+
 class FusedConv2d(nn.Conv2d):
     """nn.Conv2d with a fused epilogue: post(conv(x) [+ other]).
 
@@ -176,28 +199,6 @@ class FusedConv2d(nn.Conv2d):
                 and other.size(0) == x.size(0) and other.size(1) == self.out_channels
                 and other.size(2) == h and other.size(3) == w and not other.requires_grad)
 
-    def _post(self, y: torch.Tensor) -> torch.Tensor:
-        p = self.post
-        if p == "none":
-            return y
-        if p == "relu":
-            return F.relu(y)
-        if p == "swish":
-            return F.silu(y)
-        if p == "gelu":
-            if self.post_algorithm == "tanh":
-                return F.gelu(y, approximate="tanh")
-            return F.gelu(y)
-        if p == "sigmoid":
-            return torch.sigmoid(y)
-        if p == "tanh":
-            return torch.tanh(y)
-        if p == "hardswish":
-            return F.hardswish(y)
-        if p == "hardsigmoid":
-            return F.hardsigmoid(y)
-        raise RuntimeError("FusedConv2d: unknown post-op " + p)
-
     def forward(self, x: torch.Tensor, other: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self._fits(x, other):
             if self.packed[0].numel() == 0:  # the layout oneDNN picks for this input shape, made once
@@ -217,7 +218,7 @@ class FusedConv2d(nn.Conv2d):
         y = torch.convolution(x, self.weight, self.bias, self.strides, self.pad, self.dilations, False, [0, 0], self.groups)
         if other is not None:
             y = other + y
-        return self._post(y)
+        return fused_post(y, self.post, self.post_algorithm)
 
 
 class FusedLinear(nn.Linear):
@@ -246,27 +247,7 @@ class FusedLinear(nn.Linear):
             if self.packed[0].numel() == 0:
                 self.packed[0] = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), x.numel() // x.size(-1))
             return torch.ops.mkldnn._linear_pointwise(x, self.packed[0], self.bias, self.post, [], self.post_algorithm)
-        y = F.linear(x, self.weight, self.bias)
-        p = self.post
-        if p == "none":
-            return y
-        if p == "relu":
-            return F.relu(y)
-        if p == "swish":
-            return F.silu(y)
-        if p == "gelu":
-            if self.post_algorithm == "tanh":
-                return F.gelu(y, approximate="tanh")
-            return F.gelu(y)
-        if p == "sigmoid":
-            return torch.sigmoid(y)
-        if p == "tanh":
-            return torch.tanh(y)
-        if p == "hardswish":
-            return F.hardswish(y)
-        if p == "hardsigmoid":
-            return F.hardsigmoid(y)
-        raise RuntimeError("FusedLinear: unknown post-op " + p)
+        return fused_post(F.linear(x, self.weight, self.bias), self.post, self.post_algorithm)
 '''
 
 #: activation calls of generated code → (oneDNN post-op, scalars, algorithm)
