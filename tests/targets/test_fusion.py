@@ -209,3 +209,19 @@ def test_max_rel_error_helper_is_the_pipelines() -> None:
     r = run_pipeline(g, "fused")
     assert r.max_rel_error <= 1e-9
     assert callable(max_rel_error)
+
+
+def test_prepacked_weights_stay_exact_when_the_batch_changes() -> None:
+    """oneDNN weights are reordered on the first call, for that input shape; later calls at other batch sizes must agree."""
+    from archc.targets import max_rel_error as rel_error
+    from archc.targets import prepare
+
+    spec = ROOT / "specs" / "convnext.yaml"
+    prep = prepare(spec, CompileOptions(params=small_params(spec), pipeline="fused", check=False))
+    fused, ref = prep.factory(True)(), prep.factory(False)()
+    assert any(type(m).__name__ == "FusedLinear" for m in fused.modules())
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for batch in (1, 5, 2):
+            x = torch.randn((batch, *prep.inputs[0].shape[1:]), generator=gen)
+            assert rel_error(ref(x), fused(x)) <= 1e-4, batch
