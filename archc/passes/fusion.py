@@ -73,13 +73,14 @@ def _reserved() -> frozenset[str]:
 
 
 class _FlattenRegion(Rule):
+    """A block instance inside a residual block's body is inlined into it (recursively, up to MAX_REGION_OPS ops)."""
+
     name = "form_regions"
 
     def match(self, g: Graph, node: Node, users: dict[str, list[str]]) -> Match | str | None:
+        # is_region(g) rules out repeats at any depth, so node's body holds none either
         if not node.is_block or node.body is None or not is_region(g):
             return None
-        if _has_repeat(node.body):
-            return f"block '{node.id}' contains a repeat (a stage, not part of one block's chain)"
         if _op_count(g) - 1 + _op_count(node.body) > MAX_REGION_OPS:
             return f"inlining '{node.id}' would grow the region beyond {MAX_REGION_OPS} ops"
         return Match(node)
