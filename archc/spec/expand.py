@@ -184,6 +184,19 @@ class _Expander:
         raise SpecError(f"'{base}' has no output named '{sel}'", loc, hint=suggest(sel, names) or (f"outputs: {', '.join(names)}" if names else "use an index"))
 
     # -- items ----------------------------------------------------------------------------------
+    @staticmethod
+    def node_level(item: _Item, key: str, value: Any, env: Mapping[str, Any]) -> Any:
+        """Evaluate ``op`` or ``when``: they belong to the whole node, so a repeat's ``i``/``n`` are not in scope."""
+        loc = item.attrs.loc_of(key, item.loc)
+        try:
+            return evaluate(value, env, loc)
+        except SpecError as exc:
+            if "repeat" in item.attrs and exc.message.endswith(("unknown name 'i'", "unknown name 'n'")):
+                exc.hint = (f"'{key}' is evaluated once for the whole repeat, before its items exist; to vary it per "
+                            "item, pass the expression to a block param (e.g. enabled: \"${i > 0}\") and use "
+                            "'when' inside the block")
+            raise
+
     def item(self, g: Graph, item: _Item, env: Mapping[str, Any], values: dict[str, tuple[Ref, ...]],
              out_names: dict[str, tuple[str, ...]], prev: Ref | None, taken: set[str],
              ambiguous: int = 0) -> tuple[Ref | None, int]:
@@ -195,7 +208,7 @@ class _Expander:
         """
         attrs = item.attrs
         if "when" in attrs:
-            cond = evaluate(attrs["when"], env, attrs.loc_of("when"))
+            cond = self.node_level(item, "when", attrs["when"], env)
             if not isinstance(cond, bool):
                 raise SpecError(f"'when' must be true or false, got {cond!r}", attrs.loc_of("when"))
             if not cond:
@@ -208,7 +221,7 @@ class _Expander:
                     return prev, ambiguous
                 return self.passthrough(item, skipped_refs, values, prev), ambiguous if skipped_refs is None else 0
         in_refs = self.inputs_of(item, values, out_names, prev)
-        op = evaluate(item.op, env, attrs.loc_of("op", item.loc))
+        op = self.node_level(item, "op", item.op, env)
         if not isinstance(op, str):
             raise SpecError(f"'op' must name an op or block, got {op!r}", attrs.loc_of("op", item.loc))
         nid = item.id or self.fresh(op, taken)

@@ -99,6 +99,8 @@ CASES = [
          "quote it: '1'"),
     Case("non_string_attribute_name", "non_string_attr.yaml", 6, 44, ("unknown attribute 'True' for op 'conv2d'",),
          "'conv2d' takes: out, kernel"),
+    Case("repeat_when_uses_i", "repeat_when_uses_i.yaml", 10, 42, ("unknown name 'i'",),
+         "'when' is evaluated once for the whole repeat"),
 ]
 
 
