@@ -659,6 +659,8 @@ def generate(graph: Graph, spec_label: str, model_name: str | None = None, block
         model=name,
         input_shape=literal(first.concrete(1)),
         input_shapes=[(k, literal(t.concrete(1))) for k, t in graph.inputs.items()] if len(graph.inputs) > 1 else [],
+        # parameters follow the floating dtype of the (first) input; float32 is nn.Module's own default
+        param_dtype=first.dtype if first.dtype in ("float64", "float16", "bfloat16") else None,
     )
     ast.parse(src)
     return src

@@ -316,3 +316,22 @@ graph:
     res = compile_spec("regression.yaml", CompileOptions(pipeline="deploy"), text=text)
     assert res.pipeline is not None and res.cost.params == 4 * 4 * 9 + 4
     assert "bn" not in res.source
+
+
+def test_float64_input_gives_a_float64_model(tmp_path: Path) -> None:
+    """A spec whose input is float64 produced a float32 module that rejected its own input."""
+    text = """
+archc: 1
+name: r
+inputs: {x: {shape: [B, 3, 8, 8], dtype: float64}}
+graph:
+  - conv: {op: conv2d, out: 4, kernel: 3}
+  - bn: batchnorm
+  - act: gelu
+"""
+    res, _, model = _build(text, tmp_path)
+    assert "torch.float64" in res.source
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    with torch.no_grad():
+        y = model(torch.randn(2, 3, 8, 8, dtype=torch.float64))
+    assert y.dtype == torch.float64 and y.shape == (2, 4, 8, 8)
