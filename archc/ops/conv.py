@@ -64,7 +64,15 @@ class Conv2d(Op):
             raise OpCheckError(
                 f"groups={g} must divide input channels ({c}) and output channels ({a['out']})", "groups"
             )
-        ho, wo = conv_out_hw(x.shape[2], x.shape[3], a["kernel"], a["stride"], resolve_padding(a), a["dilation"])
+        pad = resolve_padding(a)
+        mode = a["padding_mode"]
+        if mode in ("reflect", "circular"):
+            # PyTorch's reflect padding needs pad < size, circular pad <= size (a wrap-around never goes round twice)
+            for p, size, axis in ((pad[0], x.shape[2], "height"), (pad[1], x.shape[3], "width")):
+                if isinstance(size, int) and (p >= size if mode == "reflect" else p > size):
+                    limit = "smaller than" if mode == "reflect" else "at most"
+                    raise OpCheckError(f"{mode} padding {p} must be {limit} the input {axis} {size} (input {x})", "padding")
+        ho, wo = conv_out_hw(x.shape[2], x.shape[3], a["kernel"], a["stride"], pad, a["dilation"])
         if ho < 1 or wo < 1:
             raise OpCheckError(f"input {x} is too small for kernel {a['kernel']} (output {ho}x{wo})", "kernel")
         return [x.with_shape((x.shape[0], a["out"], ho, wo))]

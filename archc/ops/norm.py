@@ -98,6 +98,13 @@ class GroupNorm(Op):
         c = _channels(ins[0], 1, self.name)
         if c % a["groups"]:
             raise OpCheckError(f"groups={a['groups']} must divide the channels ({c})", "groups")
+        per_group = c // a["groups"]
+        for d in ins[0].shape[2:]:
+            per_group *= d if isinstance(d, int) else 2
+        if per_group == 1:
+            # F.group_norm refuses this in eval mode too ("Expected more than 1 value per channel")
+            raise OpCheckError(f"groupnorm needs more than one value per group and sample; input {ins[0]} with "
+                               f"groups={a['groups']} has one (normalizing it would give 0)", "groups")
         return [ins[0]]
 
     def params(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:

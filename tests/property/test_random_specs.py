@@ -167,34 +167,6 @@ def _numel(t: TensorType) -> int:
     return n
 
 
-def _known_op_bug(op: str, a: dict[str, Any], ins: Sequence[TensorType]) -> str | None:
-    """Valid-looking nodes the op library accepts but PyTorch rejects: reported bugs, kept out of the specs.
-
-    * conv2d ``padding_mode`` reflect / circular: ``Conv2d.infer`` does not check that the padding
-      fits the input (PyTorch needs padding < size for reflect and padding <= size for circular), so
-      e.g. ``{op: conv2d, out: 1, kernel: 3, padding_mode: reflect}`` on a 1-pixel-wide input
-      expands, costs and compiles, then fails in forward ("Padding size should be less than the
-      corresponding input dimension").
-    * groupnorm with a single value per group and sample (C / groups · H · W == 1, e.g. on the
-      (B, 1, 1, 1) output of a full ``mean``): ``GroupNorm.infer`` accepts it, but ``F.group_norm``
-      raises "Expected more than 1 value per channel when training" at batch 1, even in eval mode.
-    """
-    if op == "groupnorm":
-        per_group = int(ins[0].shape[1]) // a["groups"]
-        for d in ins[0].shape[2:]:
-            per_group *= int(d)
-        if per_group == 1:
-            return "groupnorm single-value bug"
-    if op in ("conv2d", "cdc_conv2d") and a["padding_mode"] in ("reflect", "circular"):
-        from archc.ops.conv import resolve_padding
-
-        pad = resolve_padding(a)
-        for p, n in zip(pad, ins[0].shape[2:]):
-            if p > n or (p == n and a["padding_mode"] == "reflect"):
-                return "conv2d padding_mode bug"
-    return None
-
-
 def _run_op(op: str, attrs: dict[str, Any], ins: Sequence[TensorType], env: dict[str, Any]) -> tuple[dict, list[TensorType]]:
     """Bind and infer ``op`` in one world with the op's own rules (raise Infeasible)."""
     opdef = REGISTRY[op]
@@ -204,9 +176,6 @@ def _run_op(op: str, attrs: dict[str, Any], ins: Sequence[TensorType], env: dict
         outs = opdef.infer(bound, list(ins))
     except OpCheckError as exc:
         raise Infeasible(str(exc)) from None
-    bug = _known_op_bug(op, bound, ins)
-    if bug:
-        raise Infeasible(bug)
     return bound, outs
 
 

@@ -58,9 +58,22 @@ def test_cdc_matches_definition() -> None:
     ("conv2d", {"out": 8, "kernel": 11, "padding": 0}, [(1, 4, 4, 4)], "too small"),
     ("cdc_conv2d", {"out": 8, "kernel": 2}, [(1, 4, 9, 9)], "odd kernel"),
     ("groupnorm", {"groups": 3}, [(1, 4, 5, 5)], "must divide"),
+    ("groupnorm", {"groups": 4}, [(1, 4, 1, 1)], "more than one value per group"),
+    ("conv2d", {"out": 2, "kernel": 5, "padding": 2, "padding_mode": "reflect"}, [(1, 2, 2, 8)], "smaller than the input height 2"),
+    ("conv2d", {"out": 2, "kernel": 7, "padding": 3, "padding_mode": "circular"}, [(1, 2, 8, 2)], "at most the input width 2"),
     ("add", {}, [(1, 4, 5, 5), (1, 3, 5, 5)], "do not broadcast"),
     ("layernorm2d", {}, [(1, 4)], "NCHW"),
 ])
 def test_errors(name: str, attrs: dict, shapes: list, message: str) -> None:
     with pytest.raises(OpCheckError, match=message):
         check_op(name, attrs, shapes)
+
+
+@pytest.mark.parametrize("name,attrs,shape", [
+    ("groupnorm", {"groups": 2}, (1, 4, 1, 1)),  # two values per group: PyTorch runs it
+    ("conv2d", {"out": 2, "kernel": 3, "padding": 1, "padding_mode": "reflect"}, (1, 2, 2, 2)),  # pad 1 < 2
+    ("conv2d", {"out": 2, "kernel": 5, "padding": 2, "padding_mode": "circular"}, (1, 2, 2, 2)),  # pad 2 <= 2
+])
+def test_limits_that_pytorch_accepts(name: str, attrs: dict, shape: tuple) -> None:
+    r = check_op(name, attrs, [shape])  # runs the module
+    assert r.inferred == r.observed
