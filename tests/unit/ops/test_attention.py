@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,29 +12,16 @@ from archc.backends.pytorch.single import build_single, check_op
 
 from archc.ir.types import TensorType
 from archc.ops import OpCheckError, get_op
+from tests.unit.ops.harness import load_file as _load
+from tests.unit.ops.harness import scripted as _scripted
 
 ROOT = Path(__file__).resolve().parents[3]
 
-
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _reference():
     return _load(ROOT / "benchmarks" / "reference" / "transxnet.py", "_ref_transxnet_attention")
 
-
-def _scripted(r, tmp_path: Path) -> torch.jit.ScriptModule:
-    """Script the generated single-op module (TorchScript needs the source in a real file)."""
-    path = tmp_path / f"single_{abs(hash(r.source))}.py"
-    path.write_text(r.source)
-    m = _load(path, path.stem).Single()
-    m.load_state_dict(r.module.state_dict())
-    return torch.jit.script(m.eval())
 
 
 ATT_CASES = [
@@ -104,16 +89,16 @@ def test_attention2d_matches_transxnet_osra(fused, heads, sr, feat, bias_feat):
     torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-5)
 
 
-def test_attention2d_script_and_export(tmp_path):
+def test_attention2d_script_and_export():
     shapes = [(2, 16, 7, 7), (2, 16, 4, 4), (2, 24, 4, 4), (1, 4, 9, 4)]
     r = check_op("attention2d", {"heads": 4}, shapes)
     xs = [torch.randn(*s) for s in shapes]
-    s = _scripted(r, tmp_path)
+    s = _scripted(r)
     torch.testing.assert_close(s(*xs), r.module(*xs))
     ep = torch.export.export(r.module, tuple(xs))
     torch.testing.assert_close(ep.module()(*xs), r.module(*xs))
     r3 = check_op("attention2d", {"heads": 4}, shapes[:3])
-    torch.testing.assert_close(_scripted(r3, tmp_path)(*xs[:3]), r3.module(*xs[:3]))
+    torch.testing.assert_close(_scripted(r3)(*xs[:3]), r3.module(*xs[:3]))
 
 
 @pytest.mark.parametrize(
@@ -155,14 +140,14 @@ def test_sdpa_check_op(attrs, shapes):
         assert r.macs == b * n * m * d * h * 2
 
 
-def test_sdpa_math_and_script(tmp_path):
+def test_sdpa_math_and_script():
     torch.manual_seed(0)
     shapes = [(2, 3, 10, 8), (2, 3, 6, 8), (2, 3, 6, 5), (1, 3, 10, 6)]
     r = check_op("sdpa", {"scale": 0.25}, shapes)
     q, k, v, bias = (torch.randn(*s) for s in shapes)
     expect = ((q @ k.transpose(-1, -2)) * 0.25 + bias).softmax(-1) @ v
     torch.testing.assert_close(r.module(q, k, v, bias), expect)
-    torch.testing.assert_close(_scripted(r, tmp_path)(q, k, v, bias), expect)
+    torch.testing.assert_close(_scripted(r)(q, k, v, bias), expect)
     r0 = check_op("sdpa", {}, shapes[:3])  # default scale d^-0.5
     expect0 = ((q @ k.transpose(-1, -2)) * 8**-0.5).softmax(-1) @ v
     torch.testing.assert_close(r0.module(q, k, v), expect0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,29 +10,16 @@ from archc.backends.pytorch.single import check_op
 
 from archc.ir.types import TensorType
 from archc.ops import OpCheckError, get_op
+from tests.unit.ops.harness import load_file as _load
+from tests.unit.ops.harness import scripted as _scripted
 
 ROOT = Path(__file__).resolve().parents[3]
 
-
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _reference():
     return _load(ROOT / "benchmarks" / "reference" / "transxnet.py", "_ref_transxnet_dynamic")
 
-
-def _scripted(r, tmp_path: Path) -> torch.jit.ScriptModule:
-    """Script the generated single-op module (TorchScript needs the source in a real file)."""
-    path = tmp_path / f"single_{abs(hash(r.source))}.py"
-    path.write_text(r.source)
-    m = _load(path, path.stem).Single()
-    m.load_state_dict(r.module.state_dict())
-    return torch.jit.script(m.eval())
 
 
 def _randomize(m: torch.nn.Module) -> None:
@@ -103,9 +88,9 @@ def test_dynamic_dwconv_reference_macs_match():
     )
 
 
-def test_dynamic_dwconv_script_and_export(tmp_path):
+def test_dynamic_dwconv_script_and_export():
     r = check_op("dynamic_dwconv", {"groups": 3}, [(2, 16, 9, 9)])
-    s = _scripted(r, tmp_path)
+    s = _scripted(r)
     for b in (1, 2, 5):  # batch-size agnostic
         x = torch.randn(b, 16, 9, 9)
         with torch.no_grad():
@@ -156,7 +141,7 @@ def test_layer_scale_check_op(attrs, shape, macs, params):
 
 
 @pytest.mark.parametrize("attrs, shape", [(a, s) for a, s, _, _ in LS_CASES])
-def test_layer_scale_math_and_script(attrs, shape, tmp_path):
+def test_layer_scale_math_and_script(attrs, shape):
     r = check_op("layer_scale", attrs, [shape])
     _randomize(r.module)
     x = torch.randn(*shape)
@@ -171,7 +156,7 @@ def test_layer_scale_math_and_script(attrs, shape, tmp_path):
             expect = expect + ps["beta"].reshape(view)
     with torch.no_grad():
         torch.testing.assert_close(r.module(x), expect)
-        torch.testing.assert_close(_scripted(r, tmp_path)(x), expect)
+        torch.testing.assert_close(_scripted(r)(x), expect)
 
 
 def test_layer_scale_init():

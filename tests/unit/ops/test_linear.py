@@ -2,54 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import tempfile
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
-from archc.backends.pytorch.single import OpCheck, check_op
 
 from archc.ir.types import TensorType
 from archc.ops import OpCheckError, get_op
+from tests.unit.ops.harness import check as _check
+from tests.unit.ops.harness import infer as _infer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.* is deprecated:DeprecationWarning")
-
-
-def _scripted(r: OpCheck) -> torch.jit.ScriptModule:
-    """TorchScript needs real source files: write the generated source out, import it and script it."""
-    path = os.path.join(tempfile.mkdtemp(), "single_op.py")
-    with open(path, "w") as f:
-        f.write(r.source)
-    spec = importlib.util.spec_from_file_location(f"single_op_{id(r)}", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    m = mod.Single()
-    m.load_state_dict(r.module.state_dict())
-    return torch.jit.script(m.eval())
-
-
-def _check(name: str, attrs: dict[str, Any], *shapes: tuple[int, ...]) -> OpCheck:
-    """check_op must agree exactly, and the scripted lowering must match eager."""
-    r = check_op(name, attrs, shapes)
-    assert r.ok(), (r.inferred, r.observed, r.params, r.observed_params, r.macs, r.observed_macs)
-    xs = [torch.randn(*s) for s in shapes]
-    eager, script = r.module(*xs), _scripted(r)(*xs)
-    eager = list(eager) if isinstance(eager, (tuple, list)) else [eager]
-    script = list(script) if isinstance(script, (tuple, list)) else [script]
-    assert len(eager) == len(script)
-    for e, s in zip(eager, script):
-        torch.testing.assert_close(s, e)
-    return r
-
-
-def _infer(name: str, attrs: dict[str, Any], *shapes: tuple[Any, ...]) -> list[TensorType]:
-    op = get_op(name)
-    assert op is not None
-    return op.infer(op.bind(attrs), [TensorType(tuple(s)) for s in shapes])
 
 
 @pytest.mark.parametrize(

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from archc.backends.pytorch.single import check_op
 
 from archc.ops import OpCheckError, get_op
-
-
-def _scripted(r, tmp_path: Path) -> torch.jit.ScriptModule:
-    """Script the generated single-op module (TorchScript needs the source in a real file)."""
-    path = tmp_path / f"single_{abs(hash(r.source))}.py"
-    path.write_text(r.source)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = mod
-    spec.loader.exec_module(mod)
-    m = mod.Single()
-    m.load_state_dict(r.module.state_dict())
-    return torch.jit.script(m.eval())
+from tests.unit.ops.harness import scripted as _scripted
 
 
 @pytest.mark.parametrize(
@@ -72,9 +57,9 @@ def test_transxnet_t_relative_pos_enc_count():
     assert total == 288_120
 
 
-def test_script(tmp_path):
+def test_script():
     r = check_op("param", {"shape": [2, 3], "init": "normal"}, [])
-    s = _scripted(r, tmp_path)
+    s = _scripted(r)
     assert torch.equal(s(), r.module())
 
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,20 +9,7 @@ from archc.backends.pytorch.single import check_op
 
 from archc.ir.types import TensorType
 from archc.ops import OpCheckError, get_op
-
-
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _scripted(r, tmp_path: Path) -> torch.jit.ScriptModule:
-    path = tmp_path / f"single_ska_{abs(hash(r.source))}.py"
-    path.write_text(r.source)
-    return torch.jit.script(_load(path, path.stem).Single().eval())
+from tests.unit.ops.harness import scripted as _scripted
 
 
 def reference_ska(x: torch.Tensor, w: torch.Tensor, k: int) -> torch.Tensor:
@@ -120,9 +103,9 @@ def test_ska_flat_and_grouped_layouts_agree():
         torch.testing.assert_close(r5.module(x, w.view(2, 4, 9, 7, 7)), r4.module(x, w))
 
 
-def test_ska_script_and_batch(tmp_path):
+def test_ska_script_and_batch():
     r = check_op("ska", {}, [(2, 16, 6, 6), (2, 2, 9, 6, 6)])
-    s = _scripted(r, tmp_path)
+    s = _scripted(r)
     for b in (1, 3):
         x, w = torch.randn(b, 16, 6, 6), torch.randn(b, 2, 9, 6, 6)
         with torch.no_grad():
