@@ -18,6 +18,7 @@ the residual sum, or (attention) have no explicit head dimension to double.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -48,6 +49,13 @@ def _rebuild(body: Graph, updates: dict[str, dict[str, Any]]) -> Graph:
         attrs = {**dict(n.attrs), **updates.get(n.id, {})}
         g.nodes[n.id] = _with_names(make_node(g, n.id, n.op, n.inputs, attrs, like=n), n)
     return g
+
+
+def _names(expr: Any) -> set[str]:
+    """The identifiers an author's ``${...}`` expression mentions (empty for a literal value)."""
+    if not isinstance(expr, str) or "${" not in expr:
+        return set()
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "".join(re.findall(r"\$\{(.*?)\}", expr, re.S))))
 
 
 def _with_names(new: Node, old: Node) -> Node:
@@ -121,8 +129,13 @@ class MergeParallelBlocks(Rule):
                     updates[n.id] = {"shape": shape}
         new_body = _rebuild(body, updates)
         doubled = {first.attrs["out"], first.attrs["out"] // 3} if m.data["kind"] == "attention" else {width}
-        heads = {n.attrs["shape"][1] for n in nodes if n.op == "reshape" and len(n.attrs["shape"]) == 3}
-        params = {k: (2 * v if isinstance(v, int) and not isinstance(v, bool) and (v in doubled or v in heads) else v)
+        doubled |= {n.attrs["shape"][1] for n in nodes if n.op == "reshape" and len(n.attrs["shape"]) == 3}
+        # the block params that set a doubled width: those its author's expressions use in a changed attribute
+        # (when the body kept them), among those whose value is one of the widths that doubled
+        used = {name for n in nodes for key in updates.get(n.id, {}) for name in _names(n.meta.get("exprs", {}).get(key))}
+        known = any(n.meta.get("exprs") for n in nodes)
+        params = {k: (2 * v if isinstance(v, int) and not isinstance(v, bool) and v in doubled and (k in used or not known)
+                      else v)
                   for k, v in (a.params or {}).items()}
         merged = a.replace(body=new_body, params=freeze(params), meta=dict(a.meta, types=new_body.output_types))
         chain_a, chain_b = _sum_tree(g, a.id, users), _sum_tree(g, b.id, users)

@@ -166,3 +166,27 @@ def test_yaml_value_reads_back() -> None:
 
     for v in (1e-05, 0.001, 2.5e20, "reflect", "yes", "a b", True, None, [1, [2, 3]], {"k": 1}):
         assert yaml.safe_load(f"v: {yaml_value(v)}")["v"] == v
+
+
+def test_parallel_merge_doubles_only_the_params_that_set_the_width() -> None:
+    """``hidden`` sets the merged width; ``dim`` has the same value here but sets the output, and must stay."""
+    g = graph_of("""
+        inputs: {x: [B, 5, 8]}
+        blocks:
+          mlp:
+            params: {dim: int, hidden: int}
+            graph:
+              - fc1: {op: linear, out: "${hidden}"}
+              - act: gelu
+              - fc2: {op: linear, out: "${dim}"}
+        graph:
+          - ffn_a: {op: mlp, dim: 8, hidden: 8}
+          - ffn_b: {op: mlp, in: x, dim: 8, hidden: 8}
+          - xa: {op: add, in: [x, ffn_a]}
+          - x2: {op: add, in: [xa, ffn_b]}
+        """)
+    out, _, rewrites = run_named(g, "merge_parallel_blocks")
+    assert rewrites == 1
+    merged = out.nodes["ffn_a"]
+    assert dict(merged.params) == {"dim": 8, "hidden": 16}
+    assert merged.body is not None and merged.body.nodes["fc1"].attrs["out"] == 16
