@@ -139,6 +139,12 @@ def _source_line(loc: SourceLoc) -> str | None:
     return None
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (third-party errors can run to pages), or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def suggest(name: object, candidates: Iterable[object]) -> str | None:
     """A ``did you mean 'x'?`` hint for a misspelt name, or None (names from YAML may be any scalar)."""
     close = difflib.get_close_matches(str(name), sorted({str(c) for c in candidates}), n=1, cutoff=0.6)

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from archc.compiler import CompileOptions, CompileResult, compile_spec
-from archc.diagnostics import ArchcError
+from archc.diagnostics import ArchcError, first_line
 
 __all__ = ["TARGETS", "PIPELINE_NAMES", "TOLERANCES", "Target", "TargetResult", "Prepared", "compile_target", "prepare",
            "build_artifact", "write_files", "parse_shape", "max_rel_error", "default_output"]
@@ -185,11 +185,6 @@ def max_rel_error(ref: Any, got: Any) -> float:
             return float("inf")
         err = max(err, float((a - b).abs().max()) / max(float(a.abs().max()), 1e-30))
     return err
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def prepare(spec: str | Path, options: CompileOptions | None = None, input_shape: Sequence[int] | None = None,
@@ -358,7 +353,7 @@ def build_artifact(prep: Prepared, target: str, out: Path, verify: bool = True, 
     except ArchcError:
         raise
     except Exception as exc:  # noqa: BLE001 - an exporter refusing an op is a user-facing limit, not a crash
-        raise TargetError(f"target '{target}' cannot compile '{prep.compile.doc.name}': {type(exc).__name__}: {_first_line(exc)[:300]}",
+        raise TargetError(f"target '{target}' cannot compile '{prep.compile.doc.name}': {type(exc).__name__}: {first_line(exc)[:300]}",
                           hint="try another target (e.g. --target pytorch or torchscript)") from exc
     return TargetResult(target, prep.pipeline, out, list(data), prep, notes, errors, time.perf_counter() - t0, data)
 

@@ -14,15 +14,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from archc.diagnostics import first_line
+
 __all__ = ["build_export", "load_export", "MAX_BATCH"]
 
 #: upper bound of the dynamic batch dimension
 MAX_BATCH = 4096
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_export(data: bytes) -> torch.nn.Module:
@@ -49,7 +46,7 @@ def build_export(make_model: Callable[[], torch.nn.Module], example_inputs: Sequ
                 dynamic = True
             except Exception as exc:  # noqa: BLE001 - the graph pins the batch: export it static
                 notes.append(f"batch exported static ({tuple(example_inputs[0].shape)}): the graph does not allow a "
-                             f"dynamic batch ({_first_line(exc)[:160]})")
+                             f"dynamic batch ({first_line(exc)[:160]})")
         if ep is None:
             ep = torch.export.export(model, tuple(example_inputs))
         buf = io.BytesIO()

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from archc.diagnostics import first_line
+
 __all__ = ["OPSET", "build_onnx", "run_onnx", "have_onnx", "have_onnxruntime"]
 
 #: ONNX opset written
@@ -83,7 +85,7 @@ def build_onnx(make_model: Callable[[], torch.nn.Module], example_inputs: Sequen
             if "dynamic" in label and have_onnxruntime():
                 _check_batch2(model, data, example_inputs)
         except Exception as exc:  # noqa: BLE001 - the next exporter or a static shape may work; say why
-            failures.append(f"{label}: {_first_line(exc)[:160]}")
+            failures.append(f"{label}: {first_line(exc)[:160]}")
             continue
         notes.append(f"exported with the {label}")
         if dynamic_batch and "static" in label:
@@ -153,11 +155,6 @@ def have_onnxscript() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _export_dynamo(model: torch.nn.Module, xs: Sequence[torch.Tensor], names: list[str], out_names: list[str],

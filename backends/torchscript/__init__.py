@@ -23,12 +23,9 @@ from typing import Any
 
 import torch
 
+from archc.diagnostics import first_line
+
 __all__ = ["build_torchscript", "load_torchscript"]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _save(module: torch.jit.ScriptModule) -> bytes:
@@ -67,12 +64,12 @@ def build_torchscript(make_model: Callable[[], torch.nn.Module], example_inputs:
                     outputs = load_torchscript(data)(*example_inputs)
             except Exception as exc:  # noqa: BLE001 - fall back to the next step, and say why
                 last = exc
-                notes.append(f"{label}: the module does not survive save/load ({_first_line(exc)})")
+                notes.append(f"{label}: the module does not survive save/load ({first_line(exc)})")
                 continue
             if not ofi and optimize:
                 notes.append("saved the frozen module without optimize_for_inference")
             return data, notes, outputs
-    raise RuntimeError(f"no TorchScript form of the module survives save/load: {_first_line(last or RuntimeError())}")
+    raise RuntimeError(f"no TorchScript form of the module survives save/load: {first_line(last or RuntimeError())}")
 
 
 def _fresh(make_model: Callable[[], torch.nn.Module], pack: bool) -> torch.nn.Module:
