@@ -1,0 +1,142 @@
+"""The spos strategy: child study under budgets, options, supernet training and the end-to-end run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from archc.cost.model import graph_cost
+from archc.search.runner import ModelBuilder, SearchError, make_sampler
+from archc.search.space import load_space
+from archc.search.strategies.spos import SposOptions
+from archc.search.strategies.spos_check import spread
+from archc.search.strategies.spos_children import normalized_choice, run_children
+
+from .conftest import ROOT
+
+torch.set_num_threads(1)
+
+#: one searched cell (the low cell of the CDCN++ skeleton) with four ops, small full size and proxy
+SMALL = """\
+archc: 1
+name: small_cells
+base: {base}
+params: {{img: 32, map_size: 8, stem_width: 16, width: 32, head: [16]}}
+cells:
+  low: {{nodes: 4, ops: [none, skip, cdc, conv], edges: low_edges, output: low_out, op_table: edge_ops}}
+constraints:
+  params: {limit}
+objectives:
+  val_loss: minimize
+evaluator:
+  task: depth
+  data: {{source: digits, train: 64, val: 64, seed: 0}}
+  proxy: {{img: 16, map_size: 4, stem_width: 8, width: 8, head: [8]}}
+  train: {{epochs: 1, batch_size: 32, optimizer: adam, lr: 0.003, schedule: cosine, seed: 0}}
+study:
+  sampler: {{name: tpe, seed: 0, n_startup_trials: 4}}
+  trials: 6
+"""
+
+
+def small_space(tmp_path: Path, limit: float = 1e9) -> Path:
+    p = tmp_path / "small_cells.yaml"
+    p.write_text(SMALL.format(base=(ROOT / "specs" / "cdcn_cells.yaml").as_posix(), limit=limit), encoding="utf-8")
+    return p
+
+
+def test_over_budget_children_are_rejected_before_they_are_scored(tmp_path: Path) -> None:
+    # the full-size params of children of this cell range from ~94k to ~136k: the budget splits them
+    limit = 105_000
+    space = load_space(small_space(tmp_path, limit))
+    builder = ModelBuilder(space)
+    scored: list[dict[str, Any]] = []
+
+    def score(choice: Any) -> dict[str, float]:
+        scored.append(dict(choice))
+        g = builder.graph(space.materialize(choice).overrides)
+        return {"val_loss": 1.0 / graph_cost(g).params, "train_loss": 0.0, "val_acc": 0.5}
+
+    study = optuna.create_study(directions=space.directions, sampler=make_sampler(space, 0))
+    counts = run_children(space, study, score, 8)
+    trials = study.get_trials(deepcopy=False)
+    rejected = [t for t in trials if t.user_attrs.get("status") == "rejected"]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 8 and rejected, "the budget should reject some children of this space"
+    assert counts["rejected"] == len(rejected) and counts["scored"] + counts["reused"] == 8
+    assert len(scored) == counts["scored"]
+    for t in rejected:
+        assert t.state == TrialState.PRUNED
+        assert t.user_attrs["metrics"]["params"] > limit and "over budget: params" in t.user_attrs["reason"]
+        assert "eval_metrics" not in t.user_attrs and "choice" not in t.user_attrs
+        assert t.user_attrs["constraints"][1] > 0  # the violation constraint-aware samplers learn from
+    for choice in scored:
+        assert graph_cost(builder.graph(space.materialize(choice).overrides)).params <= limit
+    # a scored child is scored with its normalized cell: dead edges are 'none'
+    for t in complete:
+        assert t.user_attrs["choice"] == normalized_choice(space, t.user_attrs["choice"])
+
+
+def test_infeasible_children_never_reach_the_scorer(tmp_path: Path) -> None:
+    space = load_space(small_space(tmp_path))
+    study = optuna.create_study(directions=space.directions)
+    dead = {f"low.e{i}_{j}": "none" for i, j in space.cells[0].edges}
+    dead["low.out"] = 3
+    study.enqueue_trial(dead)
+    calls: list[Any] = []
+    run_children(space, study, lambda c: calls.append(c) or {"val_loss": 1.0}, 1, max_attempts=2)
+    t0 = study.get_trials(deepcopy=False)[0]
+    assert t0.user_attrs["status"] == "infeasible" and "no live path" in t0.user_attrs["reason"]
+    assert len(calls) == 1 and calls[0] != dead
+
+
+def test_duplicate_children_reuse_their_scores(tmp_path: Path) -> None:
+    space = load_space(small_space(tmp_path))
+    study = optuna.create_study(directions=space.directions)
+    a = {f"low.e{i}_{j}": "none" for i, j in space.cells[0].edges}
+    a.update({"low.e0_1": "cdc", "low.out": 1})
+    b = dict(a, **{"low.e2_3": "conv"})  # an edge off the path to the output: the same architecture
+    study.enqueue_trial(a)
+    study.enqueue_trial(b)
+    calls: list[Any] = []
+    counts = run_children(space, study, lambda c: calls.append(c) or {"val_loss": 0.5}, 2)
+    assert len(calls) == 1 and counts["reused"] == 1
+    assert study.get_trials(deepcopy=False)[1].user_attrs["duplicate_of"] == 0
+
+
+def test_options_are_checked() -> None:
+    assert SposOptions.from_mapping({"epochs": 2, "topk": None}).epochs == 2
+    with pytest.raises(SearchError, match="unknown spos option 'epoch'.*") as e:
+        SposOptions.from_mapping({"epoch": 2})
+    assert "did you mean 'epochs'" in (e.value.hint or "")
+    with pytest.raises(SearchError, match="children must be an integer"):
+        SposOptions.from_mapping({"children": 0})
+    with pytest.raises(SearchError, match="at least 3 children"):
+        SposOptions.from_mapping({"check_proxy": 2})
+    with pytest.raises(SearchError, match="lr must be a positive"):
+        SposOptions.from_mapping({"lr": 0.0})
+
+
+def test_spread_picks_the_whole_ranking() -> None:
+    assert spread(list(range(10)), 4) == [0, 3, 6, 9]
+    assert spread(list(range(3)), 5) == [0, 1, 2]
+    assert spread(list(range(7)), 2) == [0, 6]
+
+
+def test_spaces_without_cells_or_with_unmeasurable_objectives_are_refused(tmp_path: Path) -> None:
+    from archc.search.strategies.spos import run_spos
+
+    from .conftest import write_space
+
+    with pytest.raises(SearchError, match="searches cells"):
+        run_spos(write_space(tmp_path), out=tmp_path / "run")
+    p = small_space(tmp_path)
+    p.write_text(p.read_text().replace("val_loss: minimize", "synflow: maximize")
+                 .replace("evaluator:\n", "evaluator:\n  zero_cost: {metrics: [synflow]}\n"))
+    with pytest.raises(SearchError, match="'synflow' cannot be measured with inherited weights"):
+        run_spos(p, out=tmp_path / "run2")
