@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +142,102 @@ def test_spaces_without_cells_or_with_unmeasurable_objectives_are_refused(tmp_pa
                  .replace("evaluator:\n", "evaluator:\n  zero_cost: {metrics: [synflow]}\n"))
     with pytest.raises(SearchError, match="'synflow' cannot be measured with inherited weights"):
         run_spos(p, out=tmp_path / "run2")
+
+
+# -------------------------------------------------------------------------------------------------------
+# with the supernet
+# -------------------------------------------------------------------------------------------------------
+def _supernet(tmp_path: Path, seed: int = 0) -> Any:
+    from archc.search.supernet import build_supernet
+
+    space = load_space(small_space(tmp_path))
+    return space, build_supernet(space, proxy=True, seed=seed)
+
+
+def _data(space: Any) -> Any:
+    from archc.search.data import load_data
+
+    return load_data(space.evaluator.data, "depth", (3, 16, 16), (4, 4))
+
+
+def test_a_supernet_step_trains_only_the_sampled_path(tmp_path: Path) -> None:
+    from archc.search.evaluate import task_loss
+    from archc.search.strategies.spos_train import supernet_step
+
+    space, sn = _supernet(tmp_path)
+    data = _data(space)
+    opt = torch.optim.SGD(sn.weight_parameters(), lr=0.1, momentum=0.9, weight_decay=3e-4)
+    rng = random.Random(3)
+    for step in range(3):
+        choice = sn.sample_path(rng)
+        before = {n: p.detach().clone() for n, p in sn.model.named_parameters()}
+        supernet_step(sn, choice, data.x_train[:16], data.y_train[:16], task_loss("depth"), opt, 5.0)
+        got = {n for n, p in sn.model.named_parameters() if p.grad is not None}
+        # exactly the child's weights: as many parameters as the compiled child of this path has
+        _, child = sn.child(choice)
+        assert sum(p.numel() for n, p in sn.model.named_parameters() if n in got) == \
+            sum(p.numel() for p in child.parameters())
+        assert not any(p.grad is not None for p in sn.arch_parameters())
+        moved = {n for n, p in sn.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+        assert moved <= got, f"step {step}: weights off the path changed: {sorted(moved - got)[:3]}"
+        assert moved, "the path's weights did not change"
+    # different paths train different candidate ops
+    assert len({json.dumps(sn.sample_path(random.Random(s)), sort_keys=True) for s in range(5)}) > 1
+
+
+def test_inherited_score_is_the_compiled_childs_score(tmp_path: Path) -> None:
+    from archc.search.bn_recal import recalibrate_bn
+    from archc.search.evaluate import validate
+    from archc.search.strategies.spos_children import ChildScorer, bn_batches
+
+    space, sn = _supernet(tmp_path)
+    data = _data(space)
+    with torch.no_grad():  # break the symmetry of freshly initialized BN so recalibration matters
+        for p in sn.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    recal = bn_batches(data, 2, 16, seed=0)
+    scorer = ChildScorer(sn, data, recal)
+    choice = sn.sample_path(random.Random(7))
+    got = scorer(choice)
+    _, child = sn.child(choice)
+    recalibrate_bn(child, recal)
+    want = validate(child, data)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-5, abs=1e-7), k
+    assert sn.fixed is None  # the scorer leaves the supernet unfixed
+
+
+def test_supernet_training_resumes_exactly(tmp_path: Path) -> None:
+    from archc.search.strategies.spos_train import SupernetTraining, train_supernet
+
+    space, sn = _supernet(tmp_path)
+    data = _data(space)
+    cfg = SupernetTraining(epochs=2, batch_size=32, seed=1)
+    lines: list[str] = []
+    full = train_supernet(sn, data, cfg, checkpoint=tmp_path / "full.pt", space_digest="d", say=lines.append)
+    assert [e["epoch"] for e in full.epochs] == [1, 2] and len(lines) == 2
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_epoch(line: str) -> None:
+        raise Stop  # as if the process were killed right after epoch 1 was checkpointed
+
+    ck = tmp_path / "part.pt"
+    _, sn_a = _supernet(tmp_path)
+    with pytest.raises(Stop):
+        train_supernet(sn_a, data, cfg, checkpoint=ck, space_digest="d", say=stop_after_first_epoch)
+    assert torch.load(ck, weights_only=True)["epoch"] == 1
+    _, sn_b = _supernet(tmp_path)  # a fresh process: new supernet, the checkpoint resumes it
+    resumed = train_supernet(sn_b, data, cfg, checkpoint=ck, space_digest="d", say=lines.append)
+    assert resumed.resumed_from == 1 and "resuming" in lines[2]
+    want, got = sn.model.state_dict(), sn_b.model.state_dict()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+    # a finished checkpoint is loaded, not retrained; another configuration is not resumed at all
+    _, sn_c = _supernet(tmp_path)
+    assert train_supernet(sn_c, data, cfg, checkpoint=ck, space_digest="d").resumed_from == 2
+    _, sn_d = _supernet(tmp_path)
+    other = SupernetTraining(epochs=2, batch_size=32, seed=1, lr=0.05)
+    assert train_supernet(sn_d, data, other, checkpoint=ck, space_digest="d").resumed_from == 0

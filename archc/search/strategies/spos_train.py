@@ -148,13 +148,13 @@ def train_supernet(supernet: Any, data: ProxyData, cfg: SupernetTraining, *, che
         rec = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"],
                "seconds": round(time.perf_counter() - t0, 3), "paths": steps}
         log.epochs.append(rec)
-        say(f"spos: supernet epoch {epoch + 1}/{cfg.epochs}: train_loss {train_loss:.5g}, lr {rec['lr']:.4g}, "
-            f"{steps} paths, {rec['seconds']:.1f} s")
         if checkpoint is not None:
             buf = io.BytesIO()
             torch.save({"digest": digest, "epoch": epoch + 1, "model": model.state_dict(),
                         "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
                         "log": json.dumps(log.epochs)}, buf)
             write_atomic(checkpoint, buf.getvalue())
+        say(f"spos: supernet epoch {epoch + 1}/{cfg.epochs}: train_loss {train_loss:.5g}, lr {rec['lr']:.4g}, "
+            f"{steps} paths, {rec['seconds']:.1f} s")
     supernet.fix(None)
     return log
