@@ -1,0 +1,185 @@
+"""archc search SPACE --check-proxy K: sampling, statistics, resume, the CLI and its exits; the depth-task threshold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from archc.cli import main
+from archc.search.data import ProxyData
+from archc.search.evaluate import ProxyEvaluator, acer_threshold, validate
+from archc.search.proxy_check import RESULT_FILE, RUNS_FILE, ProxyCheckError, check_proxy, sample_architectures
+from archc.search.ranking import kendall_tau, spearman_rho
+from archc.search.space import load_space
+
+from .conftest import write_space
+
+torch.set_num_threads(1)
+
+CHECK_SPACE = """\
+archc: 1
+name: tiny_check
+base: {base}
+choices:
+  width: {{type: int, low: 4, high: 16, step: 4}}
+  depth: {{type: int, low: 1, high: 2}}
+  unused: {{type: categorical, values: [0, 1]}}
+constraints:
+  params: {max_params}
+objectives:
+  val_loss: minimize
+evaluator:
+  task: classification
+  data: {{source: npz, path: data.npz, val: 32}}
+  train: {{epochs: 1, batch_size: 32, lr: 0.01}}
+study:
+  sampler: {{name: random, seed: 0}}
+"""
+
+
+def _space(tmp_path: Path, max_params: float = 1e9, text: str = CHECK_SPACE) -> Path:
+    return write_space(tmp_path, text, max_params=max_params)
+
+
+def _params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_sampling_is_seeded_distinct_and_within_budget(tmp_path: Path) -> None:
+    space = load_space(_space(tmp_path, max_params=1000))
+    a = sample_architectures(space, 5, seed=3)
+    b = sample_architectures(space, 5, seed=3)
+    assert [c.arch for c in a] == [c.arch for c in b]
+    assert len({c.arch for c in a}) == len(a)          # 'unused' never yields a second copy of a model
+    assert all(c.costs["params"] <= 1000 for c in a)
+    # width × depth has 8 models; fewer fit the budget, and the sampler returns what exists
+    everything = sample_architectures(load_space(_space(tmp_path)), 20, seed=0)
+    assert len(everything) == 8
+    assert len(sample_architectures(space, 20, seed=0)) < 8
+
+
+def test_planted_rankings_give_exact_tau(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """val_loss = the model's size (short budget) and ∓ size at the long budget: τ must be exactly ±1,
+    and a constant val_acc must be flagged, not reported as a correlation."""
+    sign = {"value": 1.0}
+
+    def fake(self: ProxyEvaluator, model: torch.nn.Module, ctx: Any) -> dict[str, float]:
+        n = float(_params(model))
+        long = self.config.train.epochs > 1
+        return {"train_loss": 1.0, "val_loss": sign["value"] * n if long else n, "val_acc": 0.5}
+
+    monkeypatch.setattr(ProxyEvaluator, "evaluate", fake)
+    space = _space(tmp_path)
+    res = check_proxy(space, 5, long_epochs=2, out=tmp_path / "agree", resamples=100)
+    assert res.tau == 1.0 and res.report["budgets"]["spearman_rho"] == pytest.approx(1.0)
+    assert res.report["budgets"]["kendall_tau_interval"] == [1.0, 1.0]
+    acc = res.report["metrics"]["val_acc"]
+    assert acc["constant"] == {"search": True, "long": True} and acc["kendall_tau"] is None
+    noise = res.report["noise"]["search"]
+    assert noise["seed_std"] == 0.0 and noise["seed_tau"] == 1.0   # the fake ignores the seed
+    sign["value"] = -1.0
+    res = check_proxy(space, 5, long_epochs=2, out=tmp_path / "reversed", resamples=100)
+    assert res.tau == -1.0
+    # size correlation: val_loss is the size at the short budget
+    assert res.report["size_correlation"]["search"]["params"] == pytest.approx(1.0)
+
+
+def test_real_training_report_and_resume(tmp_path: Path) -> None:
+    space = _space(tmp_path)
+    out = tmp_path / "run"
+    res = check_proxy(space, 4, long_epochs=3, out=out, resamples=200)
+    report = json.loads((out / RESULT_FILE).read_text())
+    runs = [json.loads(line) for line in (out / RUNS_FILE).read_text().splitlines()]
+    assert len(runs) == 4 * 2 * 2 and {r["epochs"] for r in runs} == {1, 3} and {r["seed"] for r in runs} == {0, 1}
+    assert report["architectures"] == 4 and report["seeds"] == 2 and report["epochs"] == {"search": 1, "long": 3}
+    # τ and ρ recomputed from the run log: the mean over seeds of each architecture at each budget
+    means = {}
+    for budget, epochs in (("search", 1), ("long", 3)):
+        means[budget] = [sum(r["metrics"]["val_loss"] for r in runs if r["index"] == a and r["epochs"] == epochs) / 2
+                         for a in range(4)]
+    assert report["budgets"]["kendall_tau"] == pytest.approx(kendall_tau(means["search"], means["long"]))
+    assert report["budgets"]["spearman_rho"] == pytest.approx(spearman_rho(means["search"], means["long"]))
+    lo, hi = report["budgets"]["kendall_tau_interval"]
+    assert -1.0 <= lo <= report["budgets"]["kendall_tau"] <= hi <= 1.0
+    # rerunning trains nothing and reports the same numbers
+    again = check_proxy(space, 4, long_epochs=3, out=out, resamples=200)
+    assert len((out / RUNS_FILE).read_text().splitlines()) == len(runs)
+    assert again.report["metrics"] == res.report["metrics"]
+
+
+def test_cli_check_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = _space(tmp_path)
+    out = tmp_path / "cli"
+    rc = main(["search", str(space), "--check-proxy", "3", "--long-epochs", "2", "--out", str(out), "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "val_loss" in text and "τ" in text and (out / RESULT_FILE).exists()
+    # the same run with an unreachable --min-tau: exit 1, one line (the trainings are reused)
+    rc = main(["search", str(space), "--check-proxy", "3", "--long-epochs", "2", "--out", str(out), "--no-progress",
+               "--min-tau", "1.01"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "below --min-tau" in err[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--check-proxy", "2"], "at least 3 architectures"),
+    (["--check-proxy", "3", "--seeds", "1"], "--seeds must be at least 2"),
+    (["--check-proxy", "3", "--long-epochs", "1"], "must exceed the search budget"),
+    (["--check-proxy", "3", "--metric", "val_auc"], "not a trained metric"),
+    (["--long-epochs", "5"], "only with --check-proxy"),
+])
+def test_cli_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    rc = main(["search", str(_space(tmp_path)), *argv, "--out", str(tmp_path / "x"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and message in err and "Traceback" not in err
+
+
+def test_refuses_spaces_without_training_or_without_enough_models(tmp_path: Path) -> None:
+    no_train = CHECK_SPACE.replace("  train: {{epochs: 1, batch_size: 32, lr: 0.01}}\n", "").replace(
+        "  val_loss: minimize", "  params: minimize")
+    with pytest.raises(ProxyCheckError, match="does not train"):
+        check_proxy(write_space(tmp_path, no_train, name="nt.yaml", max_params=1e9), 3, out=tmp_path / "a")
+    one_model = CHECK_SPACE.replace("low: 4, high: 16, step: 4", "low: 4, high: 4").replace("high: 2}}", "high: 1}}")
+    with pytest.raises(ProxyCheckError, match="only 1 distinct"):
+        check_proxy(write_space(tmp_path, one_model, name="one.yaml", max_params=1e9), 3, out=tmp_path / "b")
+
+
+# -------------------------------------------------------------------------------------------------------
+# the depth task's live/spoof threshold
+# -------------------------------------------------------------------------------------------------------
+def test_acer_threshold_hand_case() -> None:
+    scores = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    live = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    assert acer_threshold(scores, live) == pytest.approx(0.25)
+    # overlapping: spoof 0.35 above a live 0.3; 0.25 and 0.375 both err once (ACER 0.25): the lower wins
+    assert acer_threshold(torch.tensor([0.1, 0.35, 0.3, 0.4]), live) == pytest.approx(0.2)
+
+
+class _Scaled(torch.nn.Module):
+    """Predicts the target maps shrunk by ``scale``: a model early in training."""
+
+    def __init__(self, lookup: dict[bytes, torch.Tensor], scale: float) -> None:
+        super().__init__()
+        self.lookup, self.scale = lookup, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.lookup[row.numpy().tobytes()] for row in x]) * self.scale
+
+
+def test_shrunk_maps_still_separate_live_from_spoof() -> None:
+    """Early in training the predicted maps are small; a threshold fixed on the target scale (half the
+    live maps' mean) called every sample spoof, so val_acc / ACER were constant across architectures."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 1, 4, 4, generator=g)
+    live = (torch.arange(40) % 2).float()
+    maps = torch.rand(40, 4, 4, generator=g) * 0.5 + 0.5
+    maps = maps * live.view(-1, 1, 1)
+    lookup = {row.numpy().tobytes(): m for row, m in zip(x, maps)}
+    data = ProxyData("depth", x[:24], maps[:24], x[24:], maps[24:], 2, live[:24], live[24:])
+    for scale in (1.0, 0.05):
+        m = validate(_Scaled(lookup, scale), data)
+        assert m["val_acc"] == 1.0 and m["val_acer"] == 0.0 and m["val_auc"] == 1.0
