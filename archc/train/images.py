@@ -150,7 +150,7 @@ def _depth_image(path: Path):  # noqa: ANN202 - a Pillow image of mode F (values
     else:
         im = _open(path, "L")
         arr = np.asarray(im, dtype=np.float32) / 255.0
-    return Image.fromarray(arr, mode="F")
+    return Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32))  # float32 H×W → mode F
 
 
 class ImageDataset(Dataset):
