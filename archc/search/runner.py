@@ -1,60 +1,54 @@
-"""The search driver: one Optuna study, trial by trial, with outputs in a run folder.
+"""The search driver: one Optuna study, trial by trial, by one or many workers, with outputs in a run folder.
 
-Per trial: sample → materialize fixed spec params → expand and cost the target model → reject it if
-it is infeasible or over budget (never building or training it) → latency if asked → build the proxy
-model (unless an identical architecture was evaluated before: its metrics are reused) → evaluate
-(per-epoch reports drive the pruner) → tell Optuna.
+A worker runs :func:`run_search`: checks that the search can succeed (:mod:`archc.search.preflight`),
+opens the storage and the study safely (:mod:`archc.search.storage`), claims a slot for its sampler
+seed, then loops: fail the trials of dead workers (heartbeats, dead processes of this host) and queue
+them again, stop when the study holds the wanted number of *evaluated* trials, otherwise reserve one
+trial under the storage lock (so that N workers never overshoot the target) and run it
+(:mod:`archc.search.trial`). ``--workers N`` starts N such workers (:mod:`archc.search.workers`).
 
-Nothing assumes a single process: the study lives in the storage (a journal file in the run folder by
-default, or any Optuna storage URL such as PostgreSQL), completed trials are counted there, metrics of
-identical architectures are looked up there, and outputs are written atomically.
+Accounting: ``trials`` counts evaluated architectures, those the study trained or scored itself. A
+trial whose architecture was evaluated before reuses the metrics and is reported as a duplicate, not
+counted; rejected, infeasible and pruned samples are not counted either.
+
+A search that cannot succeed stops with a one-line :class:`SearchError`: ``MAX_CONSECUTIVE_FAILURES``
+failed evaluations in a row (rejected samples in between neither count nor reset the count), or no
+sample within the constraints among the first ``NO_FEASIBLE_AFTER`` attempts of a run. The first
+failure of a run is printed when it happens, not only written to its trial log.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import socket
 import sys
 import time
-import traceback
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archc.diagnostics import ArchcError, SpecError
-from archc.ir.graph import Graph
-from archc.search.canon import canonical_hash
-from archc.search.evaluate import NonFiniteError, ProxyEvaluator, TrialContext, measure_latency
-from archc.search.export import (
-    export_spec,
-    overrides_from_json,
-    overrides_to_json,
-    pareto_trials,
-    trials_table,
-    write_csv,
-    write_plot,
-)
-from archc.search.space import (
-    CONSTRAINED_SAMPLERS,
-    LATENCY_METRIC,
-    PRUNERS,
-    SAMPLERS,
-    Materialized,
-    SearchSpace,
-    load_space,
-)
+from archc.diagnostics import ArchcError
+from archc.search.evaluate import ProxyEvaluator
+from archc.search.outputs import ranked_front, write_outputs
+from archc.search.space import CONSTRAINED_SAMPLERS, PRUNERS, SAMPLERS, SearchSpace, load_space
+from archc.search.storage import STORAGE_FILE, Resilience, StorageHandle, default_storage_path, retry_callback
+from archc.search.storage import make_storage as open_storage
+from archc.search.trial import ModelBuilder, TrialRunner, host, pid_alive
+from archc.search.workers import worker_seed
 
 __all__ = ["run_search", "SearchResult", "SearchError", "ModelBuilder", "make_storage", "default_storage_path",
-           "write_outputs", "STORAGE_FILE"]
+           "write_outputs", "STORAGE_FILE", "make_sampler", "make_pruner", "Resilience"]
 
-STORAGE_FILE = "study.log"
-#: stop after this many trials in a row fail (a broken evaluator or data, not a bad architecture)
+#: stop after this many failed evaluations in a row (a broken evaluator or data, not a bad architecture)
 MAX_CONSECUTIVE_FAILURES = 10
+#: stop when none of the first this many samples of a run is within the constraints and valid
+NO_FEASIBLE_AFTER = 50
+#: seconds between looks at the storage while the last trials run on other workers
+POLL_SECONDS = 0.5
+#: the study system attribute counting the worker slots handed out (see archc.search.workers)
+SLOT_ATTR = "archc:worker_slots"
 
 
 class SearchError(ArchcError):
@@ -63,7 +57,11 @@ class SearchError(ArchcError):
 
 @dataclass
 class SearchResult:
-    """What :func:`run_search` did; ``study`` is the Optuna study (reloadable with ``optuna.load_study``)."""
+    """What :func:`run_search` did; ``study`` is the Optuna study (reloadable with ``optuna.load_study``).
+
+    ``completed`` counts the evaluated trials of the study (duplicates excluded), ``want`` the target;
+    the other counts are this run's (all workers of it with ``workers`` > 1).
+    """
 
     study: Any
     space: SearchSpace
@@ -79,6 +77,11 @@ class SearchResult:
     files: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     stopped: str = ""
+    want: int = 0
+    skipped: int = 0
+    workers: int = 1
+    seed: int | None = None
+    timed_out: bool = False
 
     @property
     def best(self) -> Any:
@@ -87,81 +90,21 @@ class SearchResult:
 
     @property
     def pareto(self) -> list[Any]:
-        return _ranked_front(self.study, self.space)
+        return ranked_front(self.study, self.space)
 
-
-# -------------------------------------------------------------------------------------------------------
-# building models from a space
-# -------------------------------------------------------------------------------------------------------
-class ModelBuilder:
-    """Expands, costs and lowers the base spec under param overrides (the spec is loaded once)."""
-
-    def __init__(self, space: SearchSpace) -> None:
-        self.space = space
-        self.doc = space.spec
-        try:
-            rel = Path(self.doc.path).resolve().relative_to(self.doc.root.resolve())
-            self.label = rel.as_posix()
-        except ValueError:
-            self.label = Path(self.doc.path).name
-
-    def graph(self, overrides: Mapping[tuple[str | int, ...], Any]) -> Graph:
-        """The typed graph of the base spec with ``overrides`` (raises SpecError for an invalid one)."""
-        from archc.spec.document import resolve_params
-        from archc.spec.expand import expand
-
-        variant, env = resolve_params(self.doc, self.space.variant, dict(overrides))
-        g = expand(self.doc, env, variant)
-        g.meta["spec_label"] = self.label
-        return g
-
-    def source(self, graph: Graph) -> str:
-        """Generated PyTorch source of ``graph``."""
-        from archc.backends.pytorch.codegen import generate
-        from archc.compiler import block_info
-
-        return generate(graph, graph.meta["spec_label"], self.doc.name, block_info(self.doc))
-
-    def module(self, graph: Graph, source: str | None = None) -> Any:
-        """A freshly initialized torch module of ``graph``."""
-        from archc.passes.equivalence import module_from_source
-
-        return module_from_source(source or self.source(graph)).create_model()
-
-    def deploy(self, graph: Graph, check: bool = False) -> tuple[Graph, str]:
-        """The deploy-pipeline graph of ``graph`` and its generated source (the compiled artifact)."""
-        from archc.passes.pipeline import run_pipeline
-
-        res = run_pipeline(graph, "deploy", check=check)
-        return res.graph, self.source(res.graph)
+    @property
+    def ok(self) -> bool:
+        """Whether the run did what was asked: the study holds ``want`` evaluated trials (or a timeout ended it)."""
+        return not self.interrupted and (self.completed >= self.want or self.timed_out)
 
 
 # -------------------------------------------------------------------------------------------------------
 # storage, sampler, pruner
 # -------------------------------------------------------------------------------------------------------
-def default_storage_path(out: Path) -> Path:
-    return out / STORAGE_FILE
-
-
 def make_storage(storage: str | None, out: Path) -> tuple[Any, str]:
-    """An Optuna storage and its description.
-
-    ``None``: a journal file ``study.log`` in the run folder (several processes may share it); a value
-    with ``://`` is an Optuna storage URL passed through (``sqlite:///x.db``, ``postgresql://...``);
-    anything else is the path of a journal file.
-    """
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    if storage is not None and "://" in storage:
-        return storage, storage
-    path = Path(storage) if storage else default_storage_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return JournalStorage(JournalFileBackend(str(path))), str(path)
-    except (OSError, ValueError, optuna.exceptions.OptunaError) as exc:
-        raise SearchError(f"cannot open the study journal '{path}': {exc}") from None
+    """An Optuna storage and its description (see :func:`archc.search.storage.make_storage`)."""
+    h = open_storage(storage, out)
+    return h.storage, h.desc
 
 
 def _constraints_func(n: int) -> Callable[[Any], Sequence[float]]:
@@ -204,347 +147,98 @@ def make_pruner(space: SearchSpace) -> Any:
 
 
 # -------------------------------------------------------------------------------------------------------
-# trial bookkeeping
+# the study: opening, slots, dead workers
 # -------------------------------------------------------------------------------------------------------
-class _Rejected(Exception):
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+def _open_study(space: SearchSpace, space_path: str | Path, handle: StorageHandle, name: str,
+                say: Callable[[str], None], claim: bool = True) -> tuple[Any, int]:
+    """Create or load the study and claim a worker slot, all under the storage lock (safe at any concurrency)."""
+    import optuna
+
+    with handle.lock():
+        try:
+            study = optuna.create_study(study_name=name, storage=handle.storage, directions=space.directions,
+                                        load_if_exists=True)
+        except Exception as exc:  # noqa: BLE001 - storage drivers raise their own errors
+            raise SearchError(f"cannot open study '{name}' in {handle.desc}: {type(exc).__name__}: {exc}") from None
+        if [d.name.lower() for d in study.directions] != space.directions:
+            have = ", ".join(d.name.lower() for d in study.directions)
+            raise SearchError(f"study '{name}' in {handle.desc} has directions [{have}], the space wants "
+                              f"[{', '.join(space.directions)}]", hint="use another --study name or --out folder")
+        if study.metric_names is None:
+            study.set_metric_names(space.metric_names)
+        attrs = study.user_attrs
+        if "space_digest" not in attrs:
+            study.set_user_attr("space", str(space_path))
+            study.set_user_attr("space_digest", space.digest)
+            study.set_user_attr("base_spec", str(space.base))
+            for pname in space.study.enqueue:
+                study.enqueue_trial(space.point(pname), skip_if_exists=True)
+        elif attrs["space_digest"] != space.digest:
+            say(f"note: the space or its base spec changed since study '{name}' started; continuing")
+        slot = int(study._storage.get_study_system_attrs(study._study_id).get(SLOT_ATTR, 0))
+        if claim:
+            study._storage.set_study_system_attr(study._study_id, SLOT_ATTR, slot + 1)
+    return study, slot
 
 
-class _TrialLog:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+def _fail_dead_workers(study: Any, retries: int, say: Callable[[str], None]) -> int:
+    """Fail and queue again the RUNNING trials of dead workers.
 
-    def __call__(self, line: str) -> None:
-        if self.f.closed:
-            return
-        self.f.write(f"[{time.strftime('%H:%M:%S')}] {line}\n")
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.close()
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _ranked_front(study: Any, space: SearchSpace) -> list[Any]:
-    """The Pareto front, best first by the first objective (then by trial number)."""
-    front = pareto_trials(study)
-    sign = 1.0 if space.objectives[0].direction == "minimize" else -1.0
-    return sorted(front, key=lambda t: (sign * t.values[0], t.number))
-
-
-def _host() -> str:
-    try:
-        return socket.gethostname()
-    except OSError:  # pragma: no cover
-        return "localhost"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover
-        return True
-    return True
-
-
-def _fail_stale(study: Any, log: Callable[[str], None]) -> int:
-    """Mark RUNNING trials left by dead processes of this host as failed (a killed run, e.g. SIGKILL)."""
+    Any host: Optuna's heartbeat check (``fail_stale_trials``, which runs the retry callback). This
+    host: a trial whose worker process is gone is failed at once, without waiting for the grace period.
+    """
+    import optuna
     from optuna.trial import TrialState
 
-    host = _host()
-    n = 0
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    optuna.storages.fail_stale_trials(study)
+    n = len({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))} - before)
+    me, here = os.getpid(), host()
+    callback = retry_callback(retries)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker", "")
-        h, _, pid = worker.rpartition(":")
-        if h == host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            study._storage.set_trial_user_attr(t._trial_id, "status", "failed")
-            study._storage.set_trial_user_attr(t._trial_id, "reason", "stale: its worker process ended without finishing it")
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            n += 1
+        h, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if h != here or not pid.isdigit() or int(pid) == me or pid_alive(int(pid)):
+            continue
+        try:
+            if not study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it first
+        n += 1
+        callback(study, study._storage.get_trial(t._trial_id))
     if n:
-        log(f"marked {n} stale running trial(s) of dead processes as failed")
+        say(f"failed {n} trial(s) of stopped workers and queued them again (same parameters, at most {retries} retries)")
     return n
 
 
-# -------------------------------------------------------------------------------------------------------
-# the driver
-# -------------------------------------------------------------------------------------------------------
-class _Search:
-    def __init__(self, space: SearchSpace, study: Any, out: Path, evaluator: Any, threads: int | None, verbose: bool) -> None:
-        self.space = space
-        self.study = study
-        self.out = out
-        self.builder = ModelBuilder(space)
-        self.evaluator = evaluator
-        self.threads = threads
-        self.verbose = verbose
-        self.cache: dict[str, dict[str, Any]] = {}
-        self.latency_cache: dict[str, float] = {}
-        self.counts = {"trained": 0, "reused": 0, "rejected": 0, "failed": 0, "pruned": 0}
-        self.constraint_keys = sorted(space.constraints)
-        self.needs_latency = (LATENCY_METRIC in space.metric_names or LATENCY_METRIC in space.constraints)
-        self.host_worker = f"{_host()}:{os.getpid()}"
-        self._metrics: dict[str, Any] = {}
-        #: set when the sampler has nothing left to sample (GridSampler after its last point)
-        self.exhausted = False
-
-    # -- lookups in the storage (other workers' trials count too) --------------------------------
-    def _lookup(self, key: str, attr: str) -> dict[str, Any] | None:
-        from optuna.trial import TrialState
-
-        if key in self.cache:
-            return self.cache[key]
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get(attr) == key and isinstance(t.user_attrs.get("eval_metrics"), dict):
-                hit = {"metrics": t.user_attrs["eval_metrics"], "number": t.number}
-                self.cache[key] = hit
-                return hit
-        return None
-
-    def _latency_lookup(self, arch: str) -> float | None:
-        from optuna.trial import TrialState
-
-        if arch in self.latency_cache:
-            return self.latency_cache[arch]
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            m = t.user_attrs.get("metrics") or {}
-            if t.user_attrs.get("arch") == arch and _finite(m.get(LATENCY_METRIC)):
-                self.latency_cache[arch] = float(m[LATENCY_METRIC])
-                return self.latency_cache[arch]
-        return None
-
-    def _screen_values(self, metric: str, exclude: int) -> list[float]:
-        out = []
-        for t in self.study.get_trials(deepcopy=False):
-            if t.number == exclude:
-                continue
-            v = (t.user_attrs.get("metrics") or {}).get(metric)
-            if _finite(v):
-                out.append(float(v))
-        return out
-
-    # -- one trial --------------------------------------------------------------------------------
-    def run_trial(self, trial: Any) -> str:
-        """Run one asked trial to its end and tell the study; returns its status."""
-        log = _TrialLog(self.out / "logs" / f"trial_{trial.number:05d}.log")
-        t0 = time.perf_counter()
-        metrics: dict[str, Any] = {}
-        self._metrics = metrics  # per-epoch and zero-cost metrics land here too (kept when a trial is pruned)
-        violation = [0.0] * (1 + len(self.constraint_keys))
-        trial.set_user_attr("worker", self.host_worker)
-
-        def finish(state: Any, status: str, reason: str = "", values: list[float] | None = None) -> str:
-            trial.set_user_attr("status", status)
-            if reason:
-                trial.set_user_attr("reason", reason)
-            trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if _finite(v)})
-            trial.set_user_attr("constraints", violation)
-            if hasattr(trial, "set_constraint"):
-                for cname, cval in zip(["valid", *self.constraint_keys], violation):
-                    trial.set_constraint(cname, cval)
-            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-            log(f"{status.upper()}{': ' + reason if reason else ''}" + (f" — values {values}" if values else ""))
-            try:
-                self.study.tell(trial, values, state=state) if values is not None else self.study.tell(trial, state=state)
-            except RuntimeError as exc:
-                # GridSampler calls study.stop() after the last grid point, which Optuna only allows inside
-                # optimize(); the trial's state is stored all the same (Optuna sets it in a finally)
-                if "Study.stop" not in str(exc):
-                    raise
-                self.exhausted = True
-            return status
-
-        try:
-            return self._run_trial(trial, log, metrics, violation, finish)
-        finally:
-            log.close()
-
-    def _run_trial(self, trial: Any, log: _TrialLog, metrics: dict[str, Any], violation: list[float],
-                   finish: Callable[..., str]) -> str:
-        import optuna
-        from optuna.trial import TrialState
-
-        try:
-            values = self.space.sample(trial)
-            log(f"trial {trial.number} ({self.host_worker}): params {json.dumps(values, default=str)}")
-            m = self.space.materialize(values)
-            trial.set_user_attr("spec_params", overrides_to_json(m.overrides))
-            if m.reason:
-                violation[0] = 1.0
-                raise _Rejected("infeasible", m.reason)
-            try:
-                g = self.builder.graph(m.overrides)
-            except SpecError as exc:
-                violation[0] = 1.0
-                raise _Rejected("infeasible", f"invalid architecture: {exc}") from None
-            from archc.cost.model import graph_cost
-
-            cost = graph_cost(g)
-            metrics.update(params=cost.params, macs=cost.macs, acts=cost.acts)
-            arch = canonical_hash(g)
-            trial.set_user_attr("arch", arch)
-            log(f"target: {cost.params:,} params, {cost.macs:,} MACs, {cost.acts:,} activations (arch {arch})")
-            self._check_budget(metrics, violation, skip=(LATENCY_METRIC,))
-            if self.needs_latency:
-                metrics[LATENCY_METRIC] = self._latency(g, m, arch, log)
-                self._check_budget(metrics, violation)
-            if self.evaluator is not None and getattr(self.evaluator, "needs_model", True):
-                metrics.update(self._evaluate(trial, g, m, log))
-            objective = []
-            for o in self.space.objectives:
-                v = metrics.get(o.metric)
-                if not _finite(v):
-                    return finish(TrialState.FAIL, "failed", f"objective {o.metric} is {v} (not a finite number)")
-                objective.append(float(v))
-            return finish(TrialState.COMPLETE, "complete" if "duplicate_of" not in trial.user_attrs else "duplicate",
-                          values=objective)
-        except _Rejected as exc:
-            self.counts["rejected"] += 1
-            return finish(TrialState.PRUNED, exc.status, exc.reason)
-        except optuna.TrialPruned as exc:
-            self.counts["pruned"] += 1
-            return finish(TrialState.PRUNED, "pruned", str(exc) or "pruned")
-        except KeyboardInterrupt:
-            self.counts["failed"] += 1
-            finish(TrialState.FAIL, "failed", "interrupted (KeyboardInterrupt): resume to evaluate it again")
-            raise
-        except Exception as exc:  # an architecture that raises: recorded, the study goes on
-            self.counts["failed"] += 1
-            log(traceback.format_exc().rstrip())
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            if isinstance(exc, ArchcError):
-                reason = str(exc)
-            elif isinstance(exc, NonFiniteError):
-                reason = first
-            else:
-                reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-            return finish(TrialState.FAIL, "failed", reason)
-
-    def _check_budget(self, metrics: Mapping[str, Any], violation: list[float], skip: Sequence[str] = ()) -> None:
-        over = []
-        for k, key in enumerate(self.constraint_keys, 1):
-            if key in skip or key not in metrics:
-                continue
-            limit = self.space.constraints[key]
-            v = float(metrics[key])
-            violation[k] = (v - limit) / limit
-            if v > limit:
-                over.append(f"{key} {v:,.6g} > max {limit:,.6g}")
-        if over:
-            raise _Rejected("rejected", "over budget: " + "; ".join(over))
-
-    def _latency(self, g: Graph, m: Materialized, arch: str, log: Callable[[str], None]) -> float:
-        cached = self._latency_lookup(arch)
-        if cached is not None:
-            log(f"latency {cached:.3f} ms (measured before for this architecture)")
-            return cached
-        cfg = self.space.evaluator.latency
-        assert cfg is not None
-        graph = g if cfg.model == "target" else self.builder.graph(m.proxy_overrides())
-        dg, source = self.builder.deploy(graph, check=cfg.check)
-        model = self.builder.module(dg, source)
-        shape = next(iter(dg.inputs.values())).concrete(cfg.batch)
-        ms = measure_latency(model, shape, cfg)
-        self.latency_cache[arch] = ms
-        log(f"latency {ms:.3f} ms (deploy artifact, batch {cfg.batch}, {cfg.threads} thread(s), median of {cfg.runs})")
-        return ms
-
-    def _evaluate(self, trial: Any, g: Graph, m: Materialized, log: Callable[[str], None]) -> dict[str, Any]:
-        import optuna
-        import torch
-
-        pg = self.builder.graph(m.proxy_overrides()) if m.proxy else g
-        digest = self.space.evaluator.digest() + getattr(self.evaluator, "digest", lambda: "")()
-        key = canonical_hash(pg) + ":" + digest
-        trial.set_user_attr("eval_key", key)
-        hit = self._lookup(key, "eval_key")
-        if hit is not None:
-            self.counts["reused"] += 1
-            trial.set_user_attr("duplicate_of", hit["number"])
-            trial.set_user_attr("eval_metrics", hit["metrics"])
-            log(f"same architecture as trial {hit['number']}: its metrics are reused, nothing is trained")
-            return dict(hit["metrics"])
-        source = self.builder.source(pg)
-        train_cfg = self.space.evaluator.train
-        torch.manual_seed(train_cfg.seed if train_cfg is not None else 0)
-        model = self.builder.module(pg, source)
-        nparams = sum(p.numel() for p in model.parameters())
-        in_shape = next(iter(pg.inputs.values())).concrete(1)
-        out_shape = pg.output_types[0].concrete(1)
-        log(f"proxy model: {nparams:,} params, input {list(in_shape)} → output {list(out_shape)}")
-        single = not self.space.multi_objective
-        metric0 = self.space.objectives[0].metric
-        epochs = train_cfg.epochs if train_cfg is not None else 1
-
-        def report(epoch: int, ms: dict[str, float]) -> None:
-            trial.set_user_attr("epochs_done", epoch + 1)
-            self._metrics.update(ms)
-            if not single or metric0 not in ms:
-                return
-            v = ms[metric0]
-            if not _finite(v):
-                return
-            trial.report(float(v), epoch)
-            if epoch + 1 < epochs and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned by the {self.space.study.pruner} pruner after epoch {epoch + 1} "
-                                         f"({metric0} {v:.5g})")
-
-        def screen(ms: dict[str, float]) -> None:
-            zc = self.space.evaluator.zero_cost
-            if zc is None or zc.screen is None:
-                return
-            metric, q, after = zc.screen
-            self._metrics.update(ms)
-            earlier = self._screen_values(metric, trial.number)
-            v = ms.get(metric)
-            if len(earlier) < after or not _finite(v):
-                return
-            import numpy as np
-
-            limit = float(np.quantile(earlier, q))
-            if v < limit:
-                raise optuna.TrialPruned(f"screened: {metric} {v:.5g} is below the {q:.0%} quantile {limit:.5g} "
-                                         f"of {len(earlier)} earlier samples")
-
-        ctx = TrialContext(trial.number, tuple(in_shape), tuple(out_shape), report, screen, log,
-                           {"params": nparams, "trial": trial})
-        self.counts["trained"] += 1
-        result = dict(self.evaluator.evaluate(model, ctx))
-        bad = [k for k, v in result.items() if not _finite(v)]
-        if bad:
-            raise NonFiniteError(f"the evaluator returned {bad[0]} = {result[bad[0]]}")
-        trial.set_user_attr("eval_metrics", result)
-        self.cache[key] = {"metrics": result, "number": trial.number}
-        return result
-
-
-def _fail_if_running(study: Any, trial: Any) -> None:
-    """An interrupt outside the trial's own handler (e.g. right after ``ask``) must not leave it RUNNING."""
+def _interrupted(study: Any, trial: Any) -> None:
+    """Fail an interrupted trial (if still RUNNING) and queue it again, so that a resume runs it."""
+    import optuna
     from optuna.trial import TrialState
 
     if trial is None:
         return
     try:
-        if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+        t = study._storage.get_trial(trial._trial_id)
+        if t.state == TrialState.RUNNING:
             study._storage.set_trial_user_attr(trial._trial_id, "status", "failed")
-            study._storage.set_trial_user_attr(trial._trial_id, "reason", "interrupted (KeyboardInterrupt)")
-            study.tell(trial, state=TrialState.FAIL)
-    except Exception:  # noqa: BLE001 - best effort while interrupted; a later run fails it as stale
+            study._storage.set_trial_user_attr(trial._trial_id, "reason", "interrupted (KeyboardInterrupt): queued again")
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        t = study._storage.get_trial(trial._trial_id)
+        if t.state == TrialState.FAIL:
+            retry_callback(None)(study, t)  # an interrupt is not the trial's fault: no retry limit
+    except (optuna.exceptions.OptunaError, KeyError, OSError):  # a later run fails it as stale instead
         pass
 
 
+def _evaluated(trials: Sequence[Any]) -> int:
+    from optuna.trial import TrialState
+
+    return sum(1 for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("status", "complete") == "complete")
+
+
 def _best_text(study: Any, space: SearchSpace) -> str:
-    front = _ranked_front(study, space)
+    front = ranked_front(study, space)
     if not front:
         return "best: -"
     if space.multi_objective:
@@ -553,218 +247,225 @@ def _best_text(study: Any, space: SearchSpace) -> str:
     return f"best {space.objectives[0].metric} {t.values[0]:.5g} (#{t.number})"
 
 
+# -------------------------------------------------------------------------------------------------------
+# the driver
+# -------------------------------------------------------------------------------------------------------
 def run_search(space_path: str | Path, *, trials: int | None = None, timeout: float | None = None,
                storage: str | None = None, study_name: str | None = None, out: str | Path | None = None,
                seed: int | None = None, threads: int | None = None, evaluator: Any = None,
-               progress: bool = True, outputs: bool = True, log: Callable[[str], None] | None = None) -> SearchResult:
-    """Run (or resume) the study of a search-space file until ``trials`` trials are complete in total.
+               progress: bool = True, outputs: bool = True, log: Callable[[str], None] | None = None,
+               workers: int = 1, resilience: Resilience | None = None, preflight: bool = True) -> SearchResult:
+    """Run (or resume) the study of a search-space file until it holds ``trials`` evaluated trials.
 
     Args:
         space_path: the search-space YAML (``docs/search_space.md``).
-        trials: completed trials wanted in the study (default: the space's ``study.trials``); trials
-            already complete in the storage count, so rerunning the same command resumes.
+        trials: evaluated trials wanted in the study in total (default: the space's ``study.trials``).
+            Trials already evaluated in the storage count, so rerunning the same command resumes;
+            duplicates (metrics reused from an identical architecture) do not count.
         timeout: stop starting new trials after this many seconds of this call.
         storage: an Optuna storage URL (``sqlite:///...``, ``postgresql://...``) or a journal file path;
             default ``<out>/study.log`` (a journal several processes can share).
         study_name: default the space's ``study.name`` (its ``name``).
         out: the run folder (default the space's ``study.out``, else ``runs/<name>``).
-        seed: the sampler's seed (default the space's); a resumed study offsets it by the number of
-            trials already in it, so it does not replay the samples it already has.
-        threads: torch threads for evaluation (default the evaluator's ``threads``, else 1).
+        seed: the base sampler seed (default the space's); each worker seeds its sampler from it and the
+            slot it claims in the study (:func:`archc.search.workers.worker_seed`).
+        threads: torch threads for evaluation (default the evaluator's ``threads``, else 1; with
+            ``workers`` > 1 the cores split between the workers).
         evaluator: an object with ``evaluate(model, ctx) -> dict`` (default :class:`ProxyEvaluator`).
         progress: show a progress bar with the current best (stderr).
         outputs: write the trials table, Pareto front, plot and specs at the end.
         log: a callable receiving one-line messages (default: none).
+        workers: worker processes to start (``python -m archc search ...``), 1 = this process.
+        resilience: heartbeat interval, grace period and retries of trials whose worker died.
+        preflight: run the checks before trial 0 (:mod:`archc.search.preflight`).
 
     Raises:
         SearchSpaceError: the space file is invalid (at ``file:line:col``).
-        SearchError: the storage or study does not fit, or every trial keeps failing.
-        KeyboardInterrupt: after marking the in-flight trial failed and writing the outputs.
+        PreflightError: the search cannot succeed (missing dependency, data, target, impossible budget).
+        SearchError: the storage or study does not fit, or evaluations keep failing.
+        KeyboardInterrupt: after failing and queueing again the in-flight trial and writing the outputs.
+
+    >>> res = run_search("search_spaces/cdc.yaml", trials=2)  # doctest: +SKIP
+    >>> res.ok, res.completed, res.best.number                # doctest: +SKIP
     """
     import optuna
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return _run_search(space_path, trials, timeout, storage, study_name, out, seed, threads, evaluator, progress,
-                           outputs, log)
+        # archc drives heartbeats itself around ask/tell (see _Driver._run_one)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        if workers > 1:
+            from archc.search.parallel import run_parallel
+
+            return run_parallel(space_path, trials=trials, timeout=timeout, storage=storage, study_name=study_name,
+                                out=out, seed=seed, threads=threads, evaluator=evaluator, outputs=outputs, log=log,
+                                workers=workers, resilience=resilience, preflight=preflight, progress=progress)
+        return _Driver(space_path, trials, timeout, storage, study_name, out, seed, threads, evaluator, progress, outputs,
+                       log, resilience or Resilience(), preflight).run()
 
 
-def _run_search(space_path: str | Path, trials: int | None, timeout: float | None, storage: str | None,
-                study_name: str | None, out: str | Path | None, seed: int | None, threads: int | None, evaluator: Any,
-                progress: bool, outputs: bool, log: Callable[[str], None] | None) -> SearchResult:
-    import optuna
-    from optuna.trial import TrialState
+class _Driver:
+    """One worker's run of a study (see the module docstring)."""
 
-    say = log or (lambda s: None)
-    space = load_space(space_path)
-    cfg = space.study
-    want = trials if trials is not None else cfg.trials
-    if want < 1:
-        raise SearchError(f"--trials must be at least 1, got {want}")
-    out_dir = Path(out if out is not None else (cfg.out or Path("runs") / space.name))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    storage_obj, storage_desc = make_storage(storage if storage is not None else cfg.storage, out_dir)
-    name = study_name or cfg.name
-    prev_level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    def __init__(self, space_path: str | Path, trials: int | None, timeout: float | None, storage: str | None,
+                 study_name: str | None, out: str | Path | None, seed: int | None, threads: int | None, evaluator: Any,
+                 progress: bool, outputs: bool, log: Callable[[str], None] | None, resilience: Resilience,
+                 preflight: bool) -> None:
+        self.say = log or (lambda s: None)
+        self.space_path = space_path
+        self.space = load_space(space_path)
+        cfg = self.space.study
+        self.want = trials if trials is not None else cfg.trials
+        if self.want < 1:
+            raise SearchError(f"--trials must be at least 1, got {self.want}")
+        self.timeout = timeout
+        self.storage = storage if storage is not None else cfg.storage
+        self.name = study_name or cfg.name
+        self.out = Path(out if out is not None else (cfg.out or Path("runs") / self.space.name))
+        self.seed = seed if seed is not None else cfg.seed
+        self.threads = threads
+        self.evaluator = evaluator if evaluator is not None else ProxyEvaluator(self.space.evaluator, threads)
+        self.progress = progress
+        self.outputs = outputs
+        self.resilience = resilience
+        self.preflight = preflight
+
+    def run(self) -> SearchResult:
+        import optuna
+
+        space = self.space
+        builder = ModelBuilder(space)
+        if self.preflight:
+            from archc.search.preflight import preflight
+
+            preflight(space, builder, self.evaluator, self.say)
+        self.out.mkdir(parents=True, exist_ok=True)
+        handle = open_storage(self.storage, self.out, self.resilience, self.say)
+        prev_level = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            study = optuna.create_study(study_name=name, storage=storage_obj, directions=space.directions, load_if_exists=True)
-        except Exception as exc:  # noqa: BLE001 - storage drivers raise their own errors
-            raise SearchError(f"cannot open study '{name}' in {storage_desc}: {type(exc).__name__}: {exc}") from None
-        if [d.name.lower() for d in study.directions] != space.directions:
-            have = ", ".join(d.name.lower() for d in study.directions)
-            raise SearchError(f"study '{name}' in {storage_desc} has directions [{have}], the space wants [{', '.join(space.directions)}]",
-                              hint="use another --study name or --out folder")
-        if study.metric_names is None:
-            study.set_metric_names(space.metric_names)
-        attrs = study.user_attrs
-        if "space_digest" not in attrs:
-            study.set_user_attr("space", str(space_path))
-            study.set_user_attr("space_digest", space.digest)
-            study.set_user_attr("base_spec", str(space.base))
-        elif attrs["space_digest"] != space.digest:
-            say(f"note: the space or its base spec changed since study '{name}' started; continuing")
-        _fail_stale(study, say)
-        existing = len(study.get_trials(deepcopy=False))
-        base_seed = seed if seed is not None else cfg.seed
-        study.sampler = make_sampler(space, None if base_seed is None else base_seed + existing)
-        study.pruner = make_pruner(space)
-        if existing == 0:
-            for pname in cfg.enqueue:
-                study.enqueue_trial(space.point(pname), skip_if_exists=True)
-        ev = evaluator if evaluator is not None else ProxyEvaluator(space.evaluator, threads)
-        search = _Search(space, study, out_dir, ev, threads, progress)
-        result = SearchResult(study, space, out_dir, storage_desc, 0, 0, 0, 0, 0, 0, 0)
-        completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        max_attempts = cfg.max_attempts or max(100, 20 * want)
+            study, slot = _open_study(space, self.space_path, handle, self.name, self.say)
+            study.sampler = make_sampler(space, worker_seed(self.seed, slot))
+            study.pruner = make_pruner(space)
+            search = TrialRunner(space, study, self.out, self.evaluator, self.threads, self.progress)
+            search.builder = builder
+            result = SearchResult(study, space, self.out, handle.desc, 0, 0, 0, 0, 0, 0, 0, want=self.want,
+                                  seed=worker_seed(self.seed, slot))
+            try:
+                self._loop(study, handle, search, result)
+            finally:
+                for k in ("trained", "reused", "rejected", "failed", "pruned", "skipped"):
+                    setattr(result, k, search.counts[k])
+                result.completed = _evaluated(study.get_trials(deepcopy=False))
+                if self.outputs:
+                    result.files = write_outputs(study, space, self.out, handle.desc, builder)
+            if result.interrupted:
+                raise KeyboardInterrupt
+            return result
+        finally:
+            optuna.logging.set_verbosity(prev_level)
+
+    def _loop(self, study: Any, handle: StorageHandle, search: TrialRunner, result: SearchResult) -> None:
+        from optuna.trial import TrialState
+
+        space, want = self.space, self.want
+        max_attempts = space.study.max_attempts or max(100, 20 * want)
         start = time.monotonic()
-        attempts = 0
-        fails_in_row = 0
+        attempts = fails_in_row = 0
+        feasible = False
+        first_failure = ""
         current = None
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=want, initial=min(completed, want), desc=f"archc search {space.name}", unit="trial",
-                       file=sys.stderr, dynamic_ncols=True, leave=True)
-            bar.set_postfix_str(_best_text(study, space))
+        bar = self._bar(study) if self.progress else None
         try:
-            while completed < want:
-                if timeout is not None and time.monotonic() - start >= timeout:
-                    result.stopped = f"timeout after {timeout:g} s"
+            while True:
+                if self.timeout is not None and time.monotonic() - start >= self.timeout:
+                    result.stopped, result.timed_out = f"timeout after {self.timeout:g} s", True
                     break
+                _fail_dead_workers(study, self.resilience.retries, self.say)
                 if attempts >= max_attempts:
-                    result.stopped = f"{attempts} trials attempted without reaching {want} complete (max_attempts)"
+                    result.stopped = (f"{attempts} trials attempted without reaching {want} evaluated "
+                                      f"(max_attempts; {search.counts['reused']} duplicates, {search.counts['rejected']} "
+                                      "rejected)")
                     break
+                with handle.lock():
+                    trials = study.get_trials(deepcopy=False)
+                    done = _evaluated(trials)
+                    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+                    if done < want and done + running < want:
+                        current = study.ask()
+                if done >= want:
+                    break
+                if current is None:
+                    # the running trials may reach the target; if a worker dies, its trial comes back
+                    self._update(bar, study, done)
+                    time.sleep(POLL_SECONDS)
+                    continue
                 attempts += 1
-                current = study.ask()
-                status = search.run_trial(current)
+                status = self._run_one(study, search, current)
                 current = None
                 result.new_trials += 1
-                fails_in_row = fails_in_row + 1 if status == "failed" else 0
+                if status == "failed":
+                    fails_in_row += 1
+                    if not first_failure:
+                        first_failure = search.last_reason
+                        self.say(f"trial failed: {first_failure} (log: {self.out / 'logs'})")
+                elif status in ("complete", "duplicate", "pruned"):
+                    fails_in_row = 0
+                if status not in ("rejected", "infeasible"):
+                    feasible = True
                 if fails_in_row >= MAX_CONSECUTIVE_FAILURES:
-                    last = study.get_trials(deepcopy=False)[-1].user_attrs.get("reason", "")
-                    raise SearchError(f"{fails_in_row} trials in a row failed; the last: {last}",
-                                      hint=f"see the per-trial logs in {out_dir / 'logs'}")
-                completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-                if search.exhausted and completed < want:
+                    last = search.last_reason
+                    raise SearchError(f"{fails_in_row} trials in a row failed; the last: {last}"
+                                      + (f"; the first: {first_failure}" if first_failure != last else ""),
+                                      hint=f"fix the evaluator or its data; per-trial logs in {self.out / 'logs'}")
+                if not feasible and attempts >= NO_FEASIBLE_AFTER:
+                    raise SearchError(f"none of the first {attempts} samples is a valid architecture within the "
+                                      f"constraints; the last: {search.last_reason}",
+                                      hint="raise the limits under 'constraints' or narrow the choices")
+                if search.exhausted and _evaluated(study.get_trials(deepcopy=False)) < want:
                     result.stopped = "the sampler's grid is exhausted"
                     break
-                if bar is not None:
-                    bar.n = min(completed, want)
-                    bar.set_postfix_str(_best_text(study, space))
-                    bar.refresh()
+                self._update(bar, study, None)
         except KeyboardInterrupt:
             result.interrupted = True
-            _fail_if_running(study, current)
+            _interrupted(study, current or search.interrupted)
         finally:
             if bar is not None:
                 bar.close()
-        result.completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        for k in ("trained", "reused", "rejected", "failed", "pruned"):
-            setattr(result, k, search.counts[k])
-        if outputs:
-            result.files = write_outputs(study, space, out_dir, storage_desc, search.builder)
-        if result.interrupted:
-            raise KeyboardInterrupt
-        return result
-    finally:
-        optuna.logging.set_verbosity(prev_level)
 
+    def _run_one(self, study: Any, search: TrialRunner, trial: Any) -> str:
+        """Run one trial with a heartbeat thread beside it (so other workers can tell it is alive)."""
+        try:
+            from optuna.storages._heartbeat import get_heartbeat_thread
+        except ImportError:  # pragma: no cover - an Optuna without heartbeats
+            return search.run_trial(trial)
+        beat = get_heartbeat_thread(trial._trial_id, study._storage)
+        beat.start()
+        try:
+            return search.run_trial(trial)
+        finally:
+            beat.join()
 
-# -------------------------------------------------------------------------------------------------------
-# outputs
-# -------------------------------------------------------------------------------------------------------
-def _trial_overrides(space: SearchSpace, t: Any) -> dict[tuple[str | int, ...], Any]:
-    if isinstance(t.user_attrs.get("spec_params"), list):
-        return overrides_from_json(t.user_attrs["spec_params"])
-    return space.materialize(t.params).overrides
+    def _bar(self, study: Any) -> Any:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self.say("note: no progress bar (tqdm is not installed: pip install tqdm)")
+            return None
+        done = _evaluated(study.get_trials(deepcopy=False))
+        bar = tqdm(total=self.want, initial=min(done, self.want), desc=f"archc search {self.space.name}", unit="trial",
+                   file=sys.stderr, dynamic_ncols=True, leave=True)
+        bar.set_postfix_str(_best_text(study, self.space))
+        return bar
 
-
-def write_outputs(study: Any, space: SearchSpace, out: Path, storage: str, builder: ModelBuilder | None = None) -> dict[str, Any]:
-    """Write trials.csv, pareto.csv, the Pareto plot, best.yaml, pareto/trial_*.yaml and summary.json."""
-    from optuna.trial import TrialState
-
-    builder = builder or ModelBuilder(space)
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    files: dict[str, Any] = {}
-    header, rows = trials_table(trials, space.metric_names, space.param_names())
-    files["trials"] = write_csv(out / "trials.csv", header, rows)
-    front = _ranked_front(study, space)
-    ph, prows = trials_table(front, space.metric_names, space.param_names())
-    files["pareto"] = write_csv(out / "pareto.csv", ph, prows)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if space.multi_objective:
-        pts = [(t.values[1], t.values[0], t.number) for t in complete]
-        fr = [(t.values[1], t.values[0], t.number) for t in front]
-        xlabel, ylabel = space.objectives[1].metric, space.objectives[0].metric
-        title = f"{space.name}: Pareto front ({space.objectives[0].direction} {ylabel}, {space.objectives[1].direction} {xlabel})"
-    else:
-        pts = [(float(t.number), t.values[0], t.number) for t in complete]
-        best: list[tuple[float, float, int]] = []
-        sign = 1.0 if space.objectives[0].direction == "minimize" else -1.0
-        for t in complete:
-            if not best or sign * t.values[0] < sign * best[-1][1]:
-                best.append((float(t.number), t.values[0], t.number))
-        fr = best
-        xlabel, ylabel = "trial", space.objectives[0].metric
-        title = f"{space.name}: {ylabel} ({space.objectives[0].direction}), best so far"
-    files["plot"] = write_plot(out / "pareto", pts, fr, xlabel, ylabel, title)
-    specs: list[Path] = []
-    pdir = out / "pareto"
-    if pdir.exists():
-        for old in pdir.glob("trial_*.yaml"):
-            if int(old.stem.split("_")[1]) not in {t.number for t in front}:
-                old.unlink()
-    for rank, t in enumerate(front):
-        ov = _trial_overrides(space, t)
-        vals = ", ".join(f"{m} {v:.6g}" for m, v in zip(space.metric_names, t.values))
-        header_lines = [f"Generated by archc search from {space.path} (study '{study.study_name}', trial {t.number}).",
-                        f"Objectives: {vals}.", "No choices left: compile with 'archc compile <this file>'."]
-        suffix = f"[archc search: {space.name}, trial {t.number}: {vals}]"
-        p = export_spec(space.spec, space.variant, ov, pdir / f"trial_{t.number:05d}.yaml", header_lines, suffix)
-        specs.append(p)
-        if rank == 0:
-            files["best"] = export_spec(space.spec, space.variant, ov, out / "best.yaml", header_lines, suffix)
-    files["specs"] = specs
-    counts: dict[str, int] = {}
-    for t in trials:
-        key = t.user_attrs.get("status") or t.state.name.lower()
-        counts[key] = counts.get(key, 0) + 1
-    summary = {
-        "space": space.path, "study": study.study_name, "storage": storage, "objectives": space.metric_names,
-        "directions": space.directions, "trials": len(trials),
-        "complete": sum(1 for t in trials if t.state == TrialState.COMPLETE), "by_status": counts,
-        "pareto": [{"number": t.number, "values": list(t.values), "params": t.params,
-                    "metrics": t.user_attrs.get("metrics", {})} for t in front],
-        "best": front[0].number if front else None,
-    }
-    from archc.compiler import write_atomic
-
-    files["summary"] = out / "summary.json"
-    write_atomic(files["summary"], json.dumps(summary, indent=2, default=str) + "\n")
-    return files
+    def _update(self, bar: Any, study: Any, done: int | None) -> None:
+        if bar is None:
+            return
+        if done is None:
+            done = _evaluated(study.get_trials(deepcopy=False))
+        bar.n = min(done, self.want)
+        bar.set_postfix_str(_best_text(study, self.space))
+        bar.refresh()
 
 
 logging.getLogger("archc.search").addHandler(logging.NullHandler())
