@@ -78,14 +78,16 @@ def apply_crop(img: Any, crop: Crop, out_w: int, out_h: int) -> Any:
     from PIL import Image
 
     w, h = img.size
-    box = (crop.left * w, crop.top * h, (crop.left + crop.width) * w, (crop.top + crop.height) * h)
-    out = img.resize((out_w, out_h), resample=Image.Resampling.BILINEAR, box=box)
+    # crop first (whole pixels), then resize: resizing with a box would let the filter read pixels outside it
+    left, top = round(crop.left * w), round(crop.top * h)
+    right, bottom = max(left + 1, round((crop.left + crop.width) * w)), max(top + 1, round((crop.top + crop.height) * h))
+    out = img.crop((left, top, min(right, w), min(bottom, h))).resize((out_w, out_h), resample=Image.Resampling.BILINEAR)
     return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if crop.flip else out
 
 
 def to_tensor(img: Any) -> torch.Tensor:
     """A Pillow image (L, RGB or F) as a float tensor C×H×W; 8-bit values are scaled to [0, 1]."""
-    arr = np.asarray(img, dtype=np.float32)
+    arr = np.array(img, dtype=np.float32)  # a copy: torch wants writable memory
     if img.mode in ("L", "RGB", "RGBA", "LA", "P"):
         arr = arr / 255.0
     if arr.ndim == 2:

@@ -76,21 +76,23 @@ def _scan_split(root: Path, classes: list[str]) -> ImageSplit:
     return split
 
 
-def _attach_depth(split: ImageSplit, root: Path, depth_root: Path, live: int) -> None:
+def _attach_depth(splits: Sequence[ImageSplit], root: Path, depth_root: Path, live: int) -> None:
     index: dict[str, Path] = {}
     for f in depth_root.rglob("*"):
         if f.is_file() and f.suffix.lower() in (*IMAGE_SUFFIXES, ".npy"):
             index.setdefault(f.relative_to(depth_root).with_suffix("").as_posix(), f)
     missing = []
-    for i, (f, lab) in enumerate(zip(split.files, split.labels)):
-        if lab != live:
-            continue
-        rel = f.relative_to(root).with_suffix("").as_posix()
-        if rel in index:
-            split.depth[i] = index[rel]
-        else:
-            missing.append(rel)
+    for split in splits:
+        for i, (f, lab) in enumerate(zip(split.files, split.labels)):
+            if lab != live:
+                continue
+            rel = f.relative_to(root).with_suffix("").as_posix()
+            if rel in index:
+                split.depth[i] = index[rel]
+            else:
+                missing.append(rel)
     if missing:
+        missing.sort()
         raise TrainError(f"depth folder '{depth_root}' has no map for {len(missing)} live image(s), e.g. '{missing[0]}.*'",
                          hint="the depth folder mirrors the image folder: same relative path, any image suffix or .npy")
 
@@ -124,8 +126,7 @@ def scan_image_folder(root: str | Path, task: str, *, val_fraction: float = 0.2,
         depth_root = Path(depth_root)
         if not depth_root.is_dir():
             raise TrainError(f"depth folder '{depth_root}' does not exist")
-        for split in (train, val):
-            _attach_depth(split, root, depth_root, live=1)
+        _attach_depth((train, val), root, depth_root, live=1)
     return train, val, classes
 
 
