@@ -119,6 +119,13 @@ class Supernet:
             m.path = torch.tensor(idx, dtype=torch.long, device=m.alpha.device)
         self._fixed = dict(choice)
 
+    def cell_module(self, cell: str) -> torch.nn.Module:
+        """The mixed-cell module of the space's cell ``cell`` (its ``alpha``, ``beta``, ``path``...)."""
+        a = next((a for a in self.anatomies if a.cell.name == cell), None)
+        if a is None:
+            raise SupernetError(f"no cell '{cell}' in the supernet", hint=f"cells: {', '.join(x.cell.name for x in self.anatomies)}")
+        return self._cells[a.node.id]
+
     @property
     def fixed(self) -> dict[str, Any] | None:
         """The fixed path, or None for the mixed forward."""

@@ -21,7 +21,7 @@ widths agree take their candidates from it and run them on 1/K of the channels.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -67,8 +67,8 @@ class CellAnatomy:
         return [o for o in self.cell.ops if o != self.cell.none]
 
 
-def _instantiate(doc: SpecDoc, node: Node, params: Mapping[str, Any]) -> Graph:
-    """The body of ``node``'s block instantiated with ``params`` (same inputs)."""
+def _instantiate(doc: SpecDoc, node: Node, params: Mapping[str, Any], in_types: list[Any] | None = None) -> Graph:
+    """The body of ``node``'s block instantiated with ``params`` (inputs of ``in_types``, default the node's)."""
     from archc.spec.expand import _Expander
 
     args = YMap(thaw(params))
@@ -76,7 +76,7 @@ def _instantiate(doc: SpecDoc, node: Node, params: Mapping[str, Any]) -> Graph:
         args.loc = node.loc
     try:
         inst = _Expander(doc).block_instance(node.id, doc.blocks[node.block], dict(args), args, {}, node.inputs,
-                                             list(node.meta["in_types"]), node.loc or args.loc)
+                                             in_types or list(node.meta["in_types"]), node.loc or args.loc)
     except SpecError as exc:
         raise SupernetError(f"cell block '{node.block}' does not expand with {dict(thaw(params))}: {exc.message}",
                             exc.loc, exc.hint) from None
@@ -119,8 +119,8 @@ def cell_anatomy(doc: SpecDoc, graph: Graph, cell: CellSpace, partial_channels: 
     n_edges = len(cell.edges)
     params = thaw(node.params or {})
 
-    def body(edge_ops: list[str], extra: Mapping[str, Any] | None = None) -> Graph:
-        return _instantiate(doc, node, {**params, edges_arg: edge_ops, out_arg: cell.nodes, **(extra or {})})
+    def body(edge_ops: list[str], extra: Mapping[str, Any] | None = None, in_types: list[Any] | None = None) -> Graph:
+        return _instantiate(doc, node, {**params, edges_arg: edge_ops, out_arg: cell.nodes, **(extra or {})}, in_types)
 
     base = body([ops[0]] * n_edges)
     edge_ids: list[str] = []
@@ -170,8 +170,11 @@ def _add_partial(anat: CellAnatomy, body: Any, params: Mapping[str, Any], k: int
     if not widths:
         raise SupernetError(f"cell '{cell.name}': no int param of block '{anat.node.block}' holds its width {c}", cell.loc)
     reduced = {p: (params[p] // k if params[p] == c or cin == c else params[p]) for p in widths}
+    # the reduced body sees a 1/k-wide input when the cell keeps its width (else edges from it stay full)
+    t0 = anat.node.meta["in_types"][0]
+    t_in = replace(t0, shape=(t0.shape[0], cin // k, *t0.shape[2:])) if cin == c else t0
     for op in anat.ops:
-        b = body([op] * len(anat.edge_ids), reduced)
+        b = body([op] * len(anat.edge_ids), reduced, [t_in, *anat.node.meta["in_types"][1:]])
         for e, nid in enumerate(anat.edge_ids):
             cand = b.nodes[nid]
             full = anat.candidates[(e, op)]
