@@ -35,8 +35,8 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         raise TrainError(f"unknown device '{spec}' (rule: auto, cpu, cuda or cuda:N)", hint=_HINT)
     if not torch.cuda.is_available():
         raise TrainError(f"device '{spec}' was asked for but CUDA is not available on this machine", hint=_HINT)
-    if m.group(1) is None:
-        return torch.device("cuda")
+    if m.group(1) is None:  # the current device, named by its index (so devices compare equal)
+        return torch.device("cuda", torch.cuda.current_device())
     index = int(m.group(1))
     if index >= torch.cuda.device_count():
         raise TrainError(f"device '{spec}' does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)",

@@ -72,8 +72,8 @@ class DistContext:
         return cls(dist.get_rank(), dist.get_world_size(), local)
 
     def device_for(self, device: torch.device) -> torch.device:
-        """The device of this process: CUDA runs put one process on each local GPU."""
-        if self.active and device.type == "cuda" and device.index is None:
+        """The device of this process: distributed CUDA runs put one process on each local GPU (cuda:LOCAL_RANK)."""
+        if self.active and device.type == "cuda":
             return torch.device("cuda", self.local_rank)
         return device
 
