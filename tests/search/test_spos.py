@@ -241,3 +241,90 @@ def test_supernet_training_resumes_exactly(tmp_path: Path) -> None:
     _, sn_d = _supernet(tmp_path)
     other = SupernetTraining(epochs=2, batch_size=32, seed=1, lr=0.05)
     assert train_supernet(sn_d, data, other, checkpoint=ck, space_digest="d").resumed_from == 0
+
+
+# -------------------------------------------------------------------------------------------------------
+# end to end
+# -------------------------------------------------------------------------------------------------------
+def test_cli_spos_end_to_end_resume_and_oneshot_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from archc.cli import main
+    from archc.compiler import CompileOptions, compile_spec
+
+    space = small_space(tmp_path, 105_000)
+    out = tmp_path / "run"
+    args = ["search", str(space), "--strategy", "spos", "--epochs", "2", "--trials", "4", "--set", "topk=2",
+            "--set", "bn_batches=1", "--out", str(out)]
+    assert main(args) == 0
+    cap = capsys.readouterr()
+    assert "spos: supernet epoch 2/2: train_loss" in cap.err and "spos: child 4/4" in cap.err
+    assert "spos: top 2: child #" in cap.err and "→ retrained" in cap.err
+    assert "derived" in cap.out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["children"]["scored"] == 4 and len(summary["topk"]) == 2
+    assert all("val_loss" in r["retrained"] and "val_loss" in r["inherited"] for r in summary["topk"])
+    best = summary["best"]
+    assert best["by"] == "retrained val_loss"
+    assert best["value"] == min(r["retrained"]["val_loss"] for r in summary["topk"])
+    # the derived spec compiles and is the best retrained child
+    derived = out / "derived.yaml"
+    text = derived.read_text()
+    assert f"trial {best['trial']}" in text.splitlines()[0]
+    res = compile_spec(str(derived), CompileOptions())
+    assert res.graph is not None and res.cost.params <= 105_000
+    rows = (out / "children.csv").read_text().splitlines()
+    assert rows[0].startswith("number,state,status,val_loss") and len(rows) >= 5
+    # rerunning resumes: the supernet checkpoint is complete and no child is scored twice;
+    # with --check-proxy it adds the one-shot check over the scored children
+    assert main(args + ["--check-proxy", "3", "--seeds", "1"]) == 0
+    cap = capsys.readouterr()
+    assert "nothing to train" in cap.err and "spos: child " not in cap.err
+    check = json.loads((out / "proxy_check.json").read_text())
+    assert check["kind"] == "oneshot" and check["k"] == 3 and check["seeds"] == 1
+    assert len(check["children"]) == 3 and check["metric"] == "val_loss"
+    assert "inherited vs stand-alone over 3 children: kendall_tau" in cap.err
+    ranks = [r["inherited_rank"] for r in check["children"]]
+    assert ranks == sorted(ranks) and ranks[0] == 1  # spread over the ranking, best first
+    # the top-k stand-alone results were reused, not retrained (seed 0 is the evaluator's seed)
+    assert cap.err.count("retraining child") == 3 - len({r["trial"] for r in summary["topk"]} &
+                                                         {r["trial"] for r in check["children"]})
+
+
+def test_cli_spos_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from archc.cli import main
+
+    space = small_space(tmp_path)
+    base = ["search", str(space), "--strategy", "spos", "--out", str(tmp_path / "r")]
+    assert main(base + ["--set", "epoch=2"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown spos option 'epoch'" in err and "did you mean 'epochs'" in err and "Traceback" not in err
+    assert main(base + ["--long-epochs", "5"]) == 1
+    assert "--check-proxy K compares inherited and stand-alone scores" in capsys.readouterr().err
+    assert main(base + ["--set", "check_proxy=2"]) == 1
+    assert "at least 3 children" in capsys.readouterr().err
+    # an invalid option in the space file points at its line
+    space.write_text(space.read_text() + "strategy:\n  spos: {children: 0}\n")
+    assert main(base) == 1
+    err = capsys.readouterr().err
+    assert f"{space}:" in err and "children must be an integer" in err
+
+
+def test_over_budget_everywhere_exits_non_zero_with_outputs_explained(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from archc.cli import main
+
+    space = small_space(tmp_path, 1_000)  # no child fits
+    space.write_text(space.read_text().replace("trials: 6", "trials: 6\n  max_attempts: 5"))
+    rc = main(["search", str(space), "--strategy", "spos", "--epochs", "1", "--trials", "2", "--out",
+               str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "no child of" in err and "5 over budget" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_spos_runs_on_the_gpu(tmp_path: Path) -> None:
+    from archc.search.strategies.spos import run_spos
+
+    res = run_spos(small_space(tmp_path), SposOptions(epochs=1, children=2, topk=1, bn_batches=1, device="cuda"),
+                   out=tmp_path / "run")
+    assert res.supernet["device"].startswith("cuda")
+    assert res.files["derived"].exists() and res.topk[0]["retrained"]["val_loss"] > 0

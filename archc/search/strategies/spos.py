@@ -62,6 +62,8 @@ OPTION_DOCS = {
     "topk": "best distinct children retrained from scratch to confirm (0: none)",
     "check_proxy": "one-shot proxy check: children retrained for τ between inherited and stand-alone (0: off)",
     "check_seeds": "seeds per child in the one-shot check",
+    "check_epochs": "epochs of the stand-alone training in the one-shot check (default: the evaluator's)",
+    "device": "auto (CUDA when present), cpu, cuda or cuda:N: supernet, scoring and retraining",
     "seed": "seed of the supernet, its path sampling and the child sampler (default: the space's)",
 }
 
@@ -83,6 +85,8 @@ class SposOptions:
     topk: int = 3
     check_proxy: int = 0
     check_seeds: int = 2
+    check_epochs: int | None = None
+    device: str = "auto"
     seed: int | None = None
 
     @classmethod
@@ -112,13 +116,19 @@ class SposOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise SearchError(f"spos option {name} must be an integer ≥ {low}, got {v!r}")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            raise SearchError(f"spos option batch_size must be a positive integer, got {self.batch_size!r}")
+        for name in ("batch_size", "check_epochs"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise SearchError(f"spos option {name} must be a positive integer, got {v!r}")
         for name in ("lr", "lr_min", "momentum", "weight_decay", "grad_clip"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (name == "lr" and v == 0):
                 raise SearchError(f"spos option {name} must be a {'positive' if name == 'lr' else 'non-negative'} "
                                   f"number, got {v!r}")
+        if not isinstance(self.device, str):
+            raise SearchError(f"spos option device must be a name (auto, cpu, cuda, cuda:N), got {self.device!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise SearchError(f"spos option seed must be a non-negative integer, got {self.seed!r}")
         if 0 < self.check_proxy < 3:
             raise SearchError(f"the one-shot check needs at least 3 children, got check_proxy {self.check_proxy}")
 
@@ -233,6 +243,8 @@ def run_spos(space_path: str | Path | SearchSpace, options: SposOptions | None =
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            # the child study asks and tells one short trial at a time; heartbeats matter to long trials only
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
             return _run(space, opts, seed, out_dir, storage, study_name, timeout, say, t_start)
     finally:
         optuna.logging.set_verbosity(prev_level)
@@ -249,8 +261,12 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
     sn_cfg = SupernetTraining(epochs=opts.epochs, batch_size=opts.batch_size or (train_cfg.batch_size if train_cfg else 32),
                               lr=opts.lr, lr_min=opts.lr_min, momentum=opts.momentum, weight_decay=opts.weight_decay,
                               grad_clip=opts.grad_clip, seed=seed)
+    from archc.train.device import resolve_device
+
+    device = resolve_device(opts.device)
     torch.manual_seed(seed)
     supernet = build_supernet(space, proxy=True, seed=seed)
+    supernet.model.to(device)
     builder = ModelBuilder(space)
     probe = builder.graph(space.materialize(supernet.sample_path(random.Random(seed))).proxy_overrides())
     in_shape = next(iter(probe.inputs.values())).concrete(1)
@@ -258,16 +274,18 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
     data = ProxyEvaluator(space.evaluator).data(tuple(in_shape), tuple(out_shape))
     assert data is not None  # _check_space made sure there is a task
     check_output(data.task, tuple(out_shape), data)
+    cpu_data, data = data, data.to(device)
     n_w = sum(p.numel() for p in supernet.weight_parameters())
     say(f"spos: supernet of {space.name} at the proxy size: {n_w:,} shared weights; data {data.description or data.task} "
-        f"({data.sizes[0]} train / {data.sizes[1]} val); {sn_cfg.epochs} epochs of one sampled path per batch")
+        f"({data.sizes[0]} train / {data.sizes[1]} val); {sn_cfg.epochs} epochs of one sampled path per batch on {device}")
     t0 = time.perf_counter()
     try:
         history = train_supernet(supernet, data, sn_cfg, checkpoint=out_dir / CHECKPOINT, space_digest=space.digest, say=say)
     except FloatingPointError as exc:
         raise SearchError(str(exc), hint="lower the supernet learning rate (lr)") from None
     sn_info = {"epochs": sn_cfg.epochs, "history": history.epochs, "resumed_from": history.resumed_from,
-               "seconds": round(time.perf_counter() - t0, 2), "shared_weights": n_w, **dataclasses.asdict(sn_cfg)}
+               "seconds": round(time.perf_counter() - t0, 2), "shared_weights": n_w, "device": str(device),
+               **dataclasses.asdict(sn_cfg)}
 
     digest = sn_cfg.digest(space.digest)
     name = study_name or f"{space.study.name}_spos"
@@ -288,25 +306,33 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
         raise SearchError(f"no child of {space.path} was scored ({counts['rejected']} over budget, "
                           f"{counts['infeasible']} infeasible, {counts['failed']} failed)",
                           hint="loosen the space's constraints or sample more children")
-    topk = _confirm(study, space, builder, data, ranked, opts.topk, say)
+    topk = _confirm(study, space, builder, cpu_data, device, ranked, opts.topk, say)
     best = _best_of(space, ranked, topk)
     check = None
     if opts.check_proxy:
-        check = oneshot_check(study, space, builder, data, opts.check_proxy, opts.check_seeds, say)
+        check = oneshot_check(study, space, builder, cpu_data, opts.check_proxy, opts.check_seeds, say, device=device,
+                              epochs=opts.check_epochs)
         for line in format_check(check).splitlines():
             say(f"spos: {line}")
     res = SposResult(space, out_dir, study, desc, opts, sn_info, counts, topk, best, check)
     res.files = _write_outputs(res, builder)
     res.seconds = round(time.perf_counter() - t_start, 2)
+    say(f"spos: derived child #{best['trial']} ({best['by']} {best['value']:.5g}) → {res.files['derived']}")
+    if counts["stopped"] and not counts["stopped"].startswith("timeout"):
+        # the outputs describe what was scored, but the run did not do what was asked
+        raise SearchError(f"only {len(ranked)} of the {opts.children} children asked for were scored: {counts['stopped']} "
+                          f"(outputs for those in {out_dir})",
+                          hint="loosen the space's constraints, raise study.max_attempts or ask for fewer children")
     return res
 
 
-def _confirm(study: Any, space: SearchSpace, builder: ModelBuilder, data: Any, ranked: list[Any], k: int,
-             say: Callable[[str], None]) -> list[dict[str, Any]]:
+def _confirm(study: Any, space: SearchSpace, builder: ModelBuilder, data: Any, device: torch.device, ranked: list[Any],
+             k: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
     rows = []
     metric = space.objectives[0].metric
     for rank, t in enumerate(ranked[:k], 1):
-        m = retrain_cached(study, space, builder, t, data, space.evaluator.train.seed if space.evaluator.train else 0, say)
+        m = retrain_cached(study, space, builder, t, data, space.evaluator.train.seed if space.evaluator.train else 0, say,
+                           device=device)
         rows.append({"rank": rank, "trial": t.number, "arch": t.user_attrs.get("arch"),
                      "inherited": dict(t.user_attrs.get("eval_metrics") or {}), "retrained": m,
                      "params": t.user_attrs.get("metrics", {}).get("params"),

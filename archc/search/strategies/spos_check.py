@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from archc.search.data import ProxyData
-from archc.search.evaluate import train_proxy
+from archc.search.evaluate import train_proxy, validate
 from archc.search.ranking import bootstrap_interval, kendall_tau, spearman_rho
 from archc.search.runner import ModelBuilder, SearchError
 from archc.search.space import SearchSpace
@@ -35,33 +35,50 @@ __all__ = ["retrain", "retrain_cached", "oneshot_check", "ranked_children", "spr
 
 
 def retrain(space: SearchSpace, builder: ModelBuilder, choice: dict[str, Any], data: ProxyData, seed: int,
-            log: Callable[[str], None] | None = None) -> dict[str, float]:
-    """The last-epoch metrics of ``choice`` trained from scratch at the proxy size with ``seed``."""
+            log: Callable[[str], None] | None = None, device: torch.device | None = None,
+            epochs: int | None = None) -> dict[str, float]:
+    """The last-epoch metrics of ``choice`` trained from scratch at the proxy size with ``seed``.
+
+    On the CPU (the default) and without ``epochs`` this is exactly a black-box trial's training;
+    ``device`` runs the same training with the trainer on another device, ``epochs`` replaces the
+    evaluator's (a longer stand-alone budget).
+    """
     cfg = space.evaluator.train
     if cfg is None:
         raise SearchError("the space's evaluator has no 'train' section, so children cannot be retrained",
                           hint="add evaluator.train to the space, or set topk to 0")
-    cfg = dataclasses.replace(cfg, seed=seed)
+    cfg = dataclasses.replace(cfg, seed=seed, epochs=epochs or cfg.epochs)
     m = space.materialize(choice)
     g = builder.graph(m.proxy_overrides())
     torch.manual_seed(cfg.seed)
     model = builder.module(g)
-    return train_proxy(model, data, cfg, log=log)
+    if device is None or device.type == "cpu":
+        return train_proxy(model, data, cfg, log=log)
+    from archc.train.config import TrainOptions
+    from archc.train.distributed import DistContext
+    from archc.train.loop import Trainer
+
+    opts = TrainOptions.from_config(cfg, device=str(device))
+    return Trainer(model, opts, data.task, dist=DistContext(), evaluate=validate).fit(data, log=log)
 
 
 def retrain_cached(study: Any, space: SearchSpace, builder: ModelBuilder, trial: Any, data: ProxyData, seed: int,
-                   say: Callable[[str], None] = lambda s: None) -> dict[str, float]:
+                   say: Callable[[str], None] = lambda s: None, device: torch.device | None = None,
+                   epochs: int | None = None) -> dict[str, float]:
     """:func:`retrain` of a child trial, looked up in (and stored into) the study's user attributes."""
     from archc.search.strategies.spos_children import choice_of
 
-    key = f"retrained:{trial.user_attrs.get('arch')}:{seed}:{space.evaluator.digest()}"
+    on = "" if device is None or device.type == "cpu" else f":{device.type}"  # CUDA trains in bf16: other numbers
+    own = space.evaluator.train.epochs if space.evaluator.train else 0
+    epochs = epochs or own
+    key = f"retrained:{trial.user_attrs.get('arch')}:{seed}:{space.evaluator.digest()}{on}" + \
+        (f":{epochs}ep" if epochs != own else "")
     hit = study.user_attrs.get(key)
     if isinstance(hit, dict):
         return dict(hit)
-    say(f"spos: retraining child #{trial.number} from scratch (seed {seed}, "
-        f"{space.evaluator.train.epochs if space.evaluator.train else 0} epochs at the proxy size)")
+    say(f"spos: retraining child #{trial.number} from scratch (seed {seed}, {epochs} epochs at the proxy size)")
     metrics = retrain(space, builder, choice_of(trial), data, seed,
-                      log=lambda line: say(f"spos:   #{trial.number} seed {seed} {line}"))
+                      log=lambda line: say(f"spos:   #{trial.number} seed {seed} {line}"), device=device, epochs=epochs)
     study.set_user_attr(key, metrics)
     return metrics
 
@@ -107,10 +124,12 @@ def _stat(x: Sequence[float], y: Sequence[float], seed: int) -> dict[str, Any]:
 
 
 def oneshot_check(study: Any, space: SearchSpace, builder: ModelBuilder, data: ProxyData, k: int, seeds: int = 2,
-                  say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                  say: Callable[[str], None] = lambda s: None, device: torch.device | None = None,
+                  epochs: int | None = None) -> dict[str, Any]:
     """τ/ρ between inherited-weight scores and stand-alone training over ``k`` scored children.
 
-    The metric is the space's first objective. Raises :class:`SearchError` when fewer than 3 distinct
+    The metric is the space's first objective; stand-alone training uses the evaluator's budget, or
+    ``epochs`` epochs of it. Raises :class:`SearchError` when fewer than 3 distinct
     children were scored or ``k``/``seeds`` are out of range.
     """
     if k < 3:
@@ -125,7 +144,7 @@ def oneshot_check(study: Any, space: SearchSpace, builder: ModelBuilder, data: P
     metric = space.objectives[0].metric
     rows = []
     for rank_i, t in enumerate(picked, 1):
-        per_seed = [retrain_cached(study, space, builder, t, data, s, say) for s in range(seeds)]
+        per_seed = [retrain_cached(study, space, builder, t, data, s, say, device, epochs) for s in range(seeds)]
         vals = [float(m[metric]) for m in per_seed]
         rows.append({"trial": t.number, "arch": t.user_attrs.get("arch"), "inherited": float(t.values[0]),
                      "standalone": vals, "standalone_mean": statistics.fmean(vals),
@@ -137,7 +156,9 @@ def oneshot_check(study: Any, space: SearchSpace, builder: ModelBuilder, data: P
     result: dict[str, Any] = {
         "kind": "oneshot", "strategy": "spos", "space": space.path, "metric": metric, "k": len(rows),
         "scored_children": len(ranked), "seeds": seeds,
-        "standalone_budget": dataclasses.asdict(space.evaluator.train) if space.evaluator.train else None,
+        "standalone_budget": dataclasses.asdict(dataclasses.replace(space.evaluator.train, epochs=epochs or
+                                                                    space.evaluator.train.epochs))
+        if space.evaluator.train else None,
         **_stat(inherited, standalone, seed=0), "children": rows}
     if seeds >= 2:
         s0 = [r["standalone"][0] for r in rows]

@@ -49,7 +49,7 @@ def normalized_choice(space: SearchSpace, values: Mapping[str, Any]) -> dict[str
 
 def bn_batches(data: ProxyData, batches: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     """The fixed training batches every child's BatchNorm statistics are recalibrated on."""
-    perm = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed)).to(data.x_train.device)
     n = min(len(perm), batches * batch_size)
     return [data.x_train.index_select(0, perm[s:s + batch_size]) for s in range(0, n, batch_size)]
 
@@ -185,7 +185,7 @@ class _Children:
             self.study.tell(trial, values, state=state)
         else:
             self.study.tell(trial, state=state)
-        self._progress(trial, status, reason, metrics, done + (state == TrialState.COMPLETE))
+        self._progress(trial, status, reason, metrics, done + (status == "complete"))
         return status
 
     def _progress(self, trial: Any, status: str, reason: str, metrics: Mapping[str, Any], done: int) -> None:
@@ -193,7 +193,8 @@ class _Children:
             shown = ", ".join(f"{o.metric} {metrics[o.metric]:.5g}" for o in self.space.objectives)
             cost = f"{metrics['params'] / 1e6:.3g} M params, {metrics['macs'] / 1e9:.4g} G MACs"
             dup = f", same as #{trial.user_attrs['duplicate_of']}" if status == "duplicate" else ""
-            self.say(f"spos: child {done}/{self.want} (trial {trial.number}): {shown} ({cost}{dup}) — {_best(self)}")
+            head = f"child {done}/{self.want}" if status == "complete" else "duplicate"
+            self.say(f"spos: {head} (trial {trial.number}): {shown} ({cost}{dup}) — {_best(self)}")
         else:
             self.say(f"spos: trial {trial.number} {status}: {reason}")
 
@@ -212,7 +213,8 @@ def _best(ch: _Children) -> str:
 def run_children(space: SearchSpace, study: Any, score: Callable[[Mapping[str, Any]], dict[str, float]],
                  want: int, *, say: Callable[[str], None] = lambda s: None, max_attempts: int | None = None,
                  timeout: float | None = None) -> dict[str, Any]:
-    """Ask and score children until ``want`` are complete in ``study`` (earlier ones count).
+    """Ask and score children until ``want`` distinct ones are scored in ``study`` (earlier ones count;
+    duplicates of a scored architecture do not).
 
     Returns the counts of this call (``scored``, ``reused``, ``rejected``, ``infeasible``, ``failed``),
     ``seconds_per_child`` (mean wall time of one inherited-weight evaluation) and ``stopped`` (why it
@@ -221,7 +223,12 @@ def run_children(space: SearchSpace, study: Any, score: Callable[[Mapping[str, A
     from optuna.trial import TrialState
 
     ch = _Children(space, study, score, say, want)
-    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def scored() -> int:  # distinct children: a duplicate is told to the sampler but does not count
+        return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if t.user_attrs.get("status") == "complete")
+
+    completed = scored()
     limit = max_attempts or max(100, 20 * want)
     attempts = 0
     fails = 0
@@ -246,7 +253,7 @@ def run_children(space: SearchSpace, study: Any, score: Callable[[Mapping[str, A
         if fails >= 10:
             last = study.get_trials(deepcopy=False)[-1].user_attrs.get("reason", "")
             raise SearchError(f"{fails} children in a row failed; the last: {last}")
-        completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        completed = scored()
     secs = ch.seconds
     return {**ch.counts, "attempts": attempts, "stopped": stopped,
             "seconds_per_child": (sum(secs) / len(secs)) if secs else None,

@@ -132,11 +132,11 @@ def train_supernet(supernet: Any, data: ProxyData, cfg: SupernetTraining, *, che
         rng, gen = epoch_rng(cfg.seed, epoch)
         perm = torch.randperm(n, generator=gen)
         model.train()
-        total = torch.zeros((), dtype=torch.float64)
+        total = torch.zeros((), dtype=torch.float64, device=data.x_train.device)
         seen = 0
         t0 = time.perf_counter()
         for b in range(steps):
-            idx = perm[b * bs:(b + 1) * bs]
+            idx = perm[b * bs:(b + 1) * bs].to(data.x_train.device)
             loss = supernet_step(supernet, supernet.sample_path(rng), data.x_train.index_select(0, idx),
                                  data.y_train.index_select(0, idx), loss_fn, opt, cfg.grad_clip)
             sched.step()
