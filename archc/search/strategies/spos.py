@@ -256,13 +256,12 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
     import random
 
     from archc.search.supernet import build_supernet
+    from archc.train.device import resolve_device
 
     train_cfg = space.evaluator.train
     sn_cfg = SupernetTraining(epochs=opts.epochs, batch_size=opts.batch_size or (train_cfg.batch_size if train_cfg else 32),
                               lr=opts.lr, lr_min=opts.lr_min, momentum=opts.momentum, weight_decay=opts.weight_decay,
                               grad_clip=opts.grad_clip, seed=seed)
-    from archc.train.device import resolve_device
-
     device = resolve_device(opts.device)
     torch.manual_seed(seed)
     supernet = build_supernet(space, proxy=True, seed=seed)
@@ -278,6 +277,9 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
     n_w = sum(p.numel() for p in supernet.weight_parameters())
     say(f"spos: supernet of {space.name} at the proxy size: {n_w:,} shared weights; data {data.description or data.task} "
         f"({data.sizes[0]} train / {data.sizes[1]} val); {sn_cfg.epochs} epochs of one sampled path per batch on {device}")
+    # the study first: one scored by another supernet is refused before any training time is spent
+    name = study_name or f"{space.study.name}_spos"
+    study, desc = _open_study(space, out_dir, storage, name, seed, sn_cfg.digest(space.digest), say)
     t0 = time.perf_counter()
     try:
         history = train_supernet(supernet, data, sn_cfg, checkpoint=out_dir / CHECKPOINT, space_digest=space.digest, say=say)
@@ -287,9 +289,6 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
                "seconds": round(time.perf_counter() - t0, 2), "shared_weights": n_w, "device": str(device),
                **dataclasses.asdict(sn_cfg)}
 
-    digest = sn_cfg.digest(space.digest)
-    name = study_name or f"{space.study.name}_spos"
-    study, desc = _open_study(space, out_dir, storage, name, seed, digest, say)
     scorer = ChildScorer(supernet, data, bn_batches(data, opts.bn_batches, opts.bn_batch_size, seed))
     say(f"spos: searching children with the {space.study.sampler} sampler until {opts.children} are scored "
         f"(BN recalibrated on {len(scorer.recal)} batches of ≤{opts.bn_batch_size}); budgets: "
