@@ -115,3 +115,21 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         f.write_bytes(b"broken")
     _fails([*base, "-p", "channels=3", "-p", "num_classes=2", "--data", str(tmp_path / "bad"), "--workers", "1",
             "--out", str(tmp_path / "o10")], capsys, "cannot read image")
+
+
+def test_depth_task_on_digits_and_classification_on_npz(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sklearn")
+    assert main(["train", str(DEPTH), "--data", "digits", "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "d"),
+                 "--threads", "1"]) == 0
+    assert "task depth" in capsys.readouterr().out
+    row = next(csv.DictReader((tmp_path / "d" / "metrics.csv").open()))
+    assert {"val_auc", "val_acer"} <= set(row) and 0.0 <= float(row["val_auc"]) <= 1.0
+    from .conftest import textures
+
+    x, y = textures(64)
+    np.savez(tmp_path / "t.npz", x=x, y=y)
+    assert main(["train", str(SMALL), "--data", str(tmp_path / "t.npz"), "--epochs", "3", "--lr", "0.02", "--batch-size", "16",
+                 "--out", str(tmp_path / "n"), "--threads", "1"]) == 0
+    assert "arrays t.npz" in capsys.readouterr().out
+    _fails(["train", str(SMALL), "-p", "num_classes=3", "--data", str(tmp_path / "t.npz"), "--epochs", "1",
+            "--out", str(tmp_path / "m")], capsys, "outputs [1, 3] but the data has 4 classes")
