@@ -61,8 +61,10 @@ class Supernet:
     """A generated supernet module over a cell space, with path fixing, derivation and child export."""
 
     def __init__(self, space: SearchSpace, source: str, model: torch.nn.Module, anatomies: list[CellAnatomy],
-                 proxy: bool, partial_channels: int, dtype: torch.dtype) -> None:
+                 proxy: bool, partial_channels: int, dtype: torch.dtype, input_shape: tuple[int, ...] = ()) -> None:
         self.space = space
+        #: the model's input shape at batch 1 (the proxy or full-size input of the base spec)
+        self.input_shape = input_shape
         self.source = source
         self.model = model
         self.anatomies = anatomies
@@ -175,6 +177,10 @@ class Supernet:
         """The child graph of ``choice`` and its generated module carrying the supernet's weights."""
         from archc.search.runner import ModelBuilder
 
+        if any(a.partial for a in self.anatomies):
+            raise SupernetError(f"a supernet with partial channels (K={self.partial_channels}) runs its ops on 1/K of the "
+                                "channels: children cannot inherit its weights",
+                                hint="build it with partial_channels=1 for weight inheritance, or retrain the derived spec")
         norm = self._normalized(choice)
         m = self.space.materialize({**base_values(self.space), **dict(choice)})
         builder = ModelBuilder(self.space)
@@ -218,4 +224,5 @@ def build_supernet(space: SearchSpace, *, proxy: bool = True, partial_channels: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = module_from_source(source, "archc_supernet").create_model().to(dtype)
-    return Supernet(space, source, model, anatomies, proxy, partial_channels, dtype)
+    shape = tuple(next(iter(graph.inputs.values())).concrete(1))
+    return Supernet(space, source, model, anatomies, proxy, partial_channels, dtype, shape)
