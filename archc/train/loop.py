@@ -207,6 +207,7 @@ class Trainer:
         if not path.exists():
             raise TrainError(f"nothing to resume: '{path}' does not exist", hint="run without --resume to start training")
         ck = load_checkpoint(path)
+        self._check_options(path, ck.get("options") or {})
         try:
             self.model.load_state_dict(ck["model"])
         except RuntimeError as exc:
@@ -223,6 +224,19 @@ class Trainer:
         self.epoch = int(ck["epoch"])
         self.history = list(ck.get("history") or [])
         set_rng_state(ck["rng"])
+
+
+    def _check_options(self, path: Path, saved: dict[str, Any]) -> None:
+        """Refuse to resume with settings that would make the continued run differ from the interrupted one."""
+        now = asdict(self.options)
+        keys = ["batch_size", "optimizer", "schedule", "seed", "max_batches"]
+        if self.options.schedule != "constant":  # the schedule spans all epochs: another count changes every LR
+            keys.append("epochs")
+        diff = [f"{k} {saved[k]} → {now[k]}" for k in keys if k in saved and saved[k] != now[k]]
+        if diff:
+            raise TrainError(f"'{path}' was written by a run with other settings ({'; '.join(diff)})",
+                             hint="resume with the settings of the interrupted run (the epochs may grow only with "
+                                  "--schedule constant), or train into another --out folder")
 
 
 def metrics_csv(history: list[dict[str, float]]) -> str:

@@ -86,6 +86,18 @@ def test_two_epochs_equal_one_epoch_then_resume(tmp_path: Path, optimizer: str) 
     assert (tmp_path / "a" / "metrics.csv").read_text().count("\n") == (tmp_path / "b" / "metrics.csv").read_text().count("\n") == 3
 
 
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    opts = TrainOptions(epochs=1, batch_size=16, device="cpu")
+    Trainer(build(spec_source()), opts).fit(tensor_data(), out=tmp_path)
+    with pytest.raises(TrainError, match=r"other settings \(epochs 1 → 3\)"):
+        Trainer(build(spec_source()), opts.replace(epochs=3)).fit(tensor_data(), out=tmp_path, resume=True)
+    with pytest.raises(TrainError, match="batch_size 16 → 8"):
+        Trainer(build(spec_source()), opts.replace(batch_size=8)).fit(tensor_data(), out=tmp_path, resume=True)
+    longer = Trainer(build(spec_source()), opts.replace(epochs=2, schedule="constant"))
+    with pytest.raises(TrainError, match="schedule cosine → constant"):
+        longer.fit(tensor_data(), out=tmp_path, resume=True)
+
+
 def test_proxy_training_is_the_trainer() -> None:
     """train_proxy (the search's evaluator) and the Trainer give the same weights and metrics."""
     from archc.search.space import TrainConfig
