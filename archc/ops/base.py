@@ -33,6 +33,7 @@ __all__ = [
     "get_op",
     "all_ops",
     "pair",
+    "dim_int",
     "Helper",
     "HELPERS",
     "helper",
@@ -151,7 +152,12 @@ def _as_int(value: Any, name: str) -> int:
 
 
 def pair(v: Any) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+    return (v, v) if isinstance(v, int) else (dim_int(v[0]), dim_int(v[1]))
+
+
+def dim_int(v: Any) -> int:
+    """``v`` as an int; an int (or int subclass, such as a traced size in code generation) is returned as is."""
+    return v if isinstance(v, int) else int(v)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archc.ir.types import TensorType
-from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, helper, register
+from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, dim_int, helper, register
 
 __all__ = ["DynamicDWConv", "LayerScale"]
 
@@ -65,7 +65,7 @@ class DynamicDWConv(Op):
         return [x]
 
     def params(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        c, k, g = int(ins[0].shape[1]), a["kernel"], a["groups"]
+        c, k, g = dim_int(ins[0].shape[1]), a["kernel"], a["groups"]
         hid = self._hidden(a, c)
         return {
             "weight": (g, c, k, k),
@@ -78,7 +78,7 @@ class DynamicDWConv(Op):
         }
 
     def buffers(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        hid = self._hidden(a, int(ins[0].shape[1]))
+        hid = self._hidden(a, dim_int(ins[0].shape[1]))
         return {"proj.1.running_mean": (hid,), "proj.1.running_var": (hid,), "proj.1.num_batches_tracked": ()}
 
     def macs(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> int:
@@ -122,7 +122,7 @@ class LayerScale(Op):
         return bool(a["bias"]) and not a["channels_last"]
 
     def _c(self, a: Mapping[str, Any], x: TensorType) -> int:
-        return int(x.shape[-1] if a["channels_last"] else x.shape[1])
+        return dim_int(x.shape[-1] if a["channels_last"] else x.shape[1])
 
     def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
         x = ins[0]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archc.ir.types import TensorType
-from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, register
+from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, dim_int, register
 from archc.ops.elementwise import broadcast
 from archc.ops.shape import axis
 
@@ -23,7 +23,7 @@ __all__ = ["Linear", "MatMul", "Softmax"]
 def _prod(dims: Sequence[Any]) -> int:
     n = 1
     for d in dims:
-        n *= int(d)
+        n *= dim_int(d)
     return n
 
 
@@ -42,18 +42,18 @@ class Linear(Op):
         return [x.with_shape((*x.shape[:-1], a["out"]))]
 
     def params(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        p = {"weight": (a["out"], int(ins[0].shape[-1]))}
+        p = {"weight": (a["out"], dim_int(ins[0].shape[-1]))}
         if a["bias"]:
             p["bias"] = (a["out"],)
         return p
 
     def macs(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> int:
         x = ins[0]
-        return int(x.shape[-1]) * a["out"] * _prod(x.shape[1:-1])
+        return dim_int(x.shape[-1]) * a["out"] * _prod(x.shape[1:-1])
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
         kw = {} if a["bias"] else {"bias": False}
-        return Lowering(Call("nn.Linear", (int(ins[0].shape[-1]), a["out"]), kw), "{m}({0})")
+        return Lowering(Call("nn.Linear", (dim_int(ins[0].shape[-1]), a["out"]), kw), "{m}({0})")
 
 
 class MatMul(Op):
@@ -88,7 +88,7 @@ class MatMul(Op):
         return [x.with_shape((*lead, x.shape[-2], y.shape[-1]))]
 
     def macs(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> int:
-        k = int(ins[0].shape[-1])
+        k = dim_int(ins[0].shape[-1])
         return _prod(outs[0].shape[1:]) * k
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:

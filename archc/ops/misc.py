@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archc.ir.types import TensorType
-from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, helper, register
+from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, dim_int, helper, register
 
 __all__ = ["Identity", "Dropout", "StochasticDepth", "RFFT2", "IRFFT2"]
 
@@ -80,7 +80,7 @@ class RFFT2(Op):
         x = ins[0]
         if x.rank < 3:
             raise OpCheckError(f"'rfft2' transforms the last two axes and needs a rank >= 3 input (batch first), got {x}")
-        return [x.with_shape((*x.shape[:-1], int(x.shape[-1]) // 2 + 1, 2))]
+        return [x.with_shape((*x.shape[:-1], dim_int(x.shape[-1]) // 2 + 1, 2))]
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
         return Lowering(None, "torch.view_as_real(torch.fft.rfft2({0}, norm={norm}))", {"norm": a["norm"]})

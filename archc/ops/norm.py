@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archc.ir.types import TensorType
-from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, helper, register
+from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, dim_int, helper, register
 
 __all__ = ["BatchNorm", "LayerNorm", "LayerNorm2d", "GroupNorm", "GRN"]
 
@@ -14,7 +14,7 @@ __all__ = ["BatchNorm", "LayerNorm", "LayerNorm2d", "GroupNorm", "GRN"]
 def _channels(x: TensorType, axis: int, op: str) -> int:
     if x.rank < 2:
         raise OpCheckError(f"'{op}' needs at least 2 dims, got {x}")
-    return int(x.shape[axis])
+    return dim_int(x.shape[axis])
 
 
 class BatchNorm(Op):
@@ -57,7 +57,7 @@ class LayerNorm(Op):
         return [ins[0]]
 
     def params(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        c = int(ins[0].shape[-1])
+        c = dim_int(ins[0].shape[-1])
         return {"weight": (c,), "bias": (c,)} if a["affine"] else {}
 
     def _kw(self, a: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,7 +82,7 @@ class LayerNorm2d(LayerNorm):
         return [ins[0]]
 
     def params(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        c = int(ins[0].shape[1])
+        c = dim_int(ins[0].shape[1])
         return {"weight": (c,), "bias": (c,)} if a["affine"] else {}
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
@@ -108,7 +108,7 @@ class GroupNorm(Op):
         return [ins[0]]
 
     def params(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        c = int(ins[0].shape[1])
+        c = dim_int(ins[0].shape[1])
         return {"weight": (c,), "bias": (c,)} if a["affine"] else {}
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
@@ -131,7 +131,7 @@ class GRN(Op):
         return [ins[0]]
 
     def params(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        c = int(ins[0].shape[-1] if a["channels_last"] else ins[0].shape[1])
+        c = dim_int(ins[0].shape[-1] if a["channels_last"] else ins[0].shape[1])
         p = {"gamma": (c,)}
         if a["bias"]:
             p["beta"] = (c,)

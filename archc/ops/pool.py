@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archc.ir.types import TensorType
-from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, register
+from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, dim_int, register
 
 __all__ = ["pool_out", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool", "GlobalMaxPool"]
 
@@ -59,8 +59,8 @@ class _WindowPool(Op):
         _nchw(self.name, x)
         k, s, p = a["kernel"], a["stride"], a["padding"]
         d = a.get("dilation", (1, 1))
-        ho = pool_out(int(x.shape[2]), k[0], s[0], p[0], d[0], a["ceil_mode"])
-        wo = pool_out(int(x.shape[3]), k[1], s[1], p[1], d[1], a["ceil_mode"])
+        ho = pool_out(dim_int(x.shape[2]), k[0], s[0], p[0], d[0], a["ceil_mode"])
+        wo = pool_out(dim_int(x.shape[3]), k[1], s[1], p[1], d[1], a["ceil_mode"])
         if ho < 1 or wo < 1:
             raise OpCheckError(
                 f"'{self.name}': input {x} is too small for kernel {k} (stride {s}, padding {p}, output {ho}x{wo})", "kernel"

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archc.ir.types import Dim, TensorType
-from archc.ops.base import Attr, Lowering, Op, OpCheckError, register
+from archc.ops.base import Attr, Lowering, Op, OpCheckError, dim_int, register
 
 __all__ = ["axis", "Concat", "Split", "Chunk", "Reshape", "Permute", "Flatten", "Transpose", "Mean", "Amax", "Pad"]
 
@@ -32,7 +32,7 @@ def axis(op: str, attr: str, d: int, rank: int, allow_batch: bool = False) -> in
 def _prod(dims: Sequence[Dim]) -> int:
     n = 1
     for d in dims:
-        n *= int(d)
+        n *= dim_int(d)
     return n
 
 
@@ -57,7 +57,7 @@ class Concat(Op):
                         f"'concat' along dim {d}: inputs must match on every other axis, but axis {j} of input {i} "
                         f"is {x.shape[j]} vs {x0.shape[j]} ({x} vs {x0})", "dim",
                     )
-            total += int(x.shape[d])
+            total += dim_int(x.shape[d])
         shape = list(x0.shape)
         shape[d] = total
         return [x0.with_shape(tuple(shape))]
@@ -84,7 +84,7 @@ class Split(Op):
     def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
         x = ins[0]
         d = axis(self.name, "dim", a["dim"], x.rank)
-        n = int(x.shape[d])
+        n = dim_int(x.shape[d])
         if sum(a["sizes"]) != n:
             raise OpCheckError(
                 f"'split' sizes {list(a['sizes'])} sum to {sum(a['sizes'])}, but axis {d} of {x} has length {n}", "sizes"
@@ -115,7 +115,7 @@ class Chunk(Op):
     def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
         x = ins[0]
         d = axis(self.name, "dim", a["dim"], x.rank)
-        n, c = int(x.shape[d]), a["chunks"]
+        n, c = dim_int(x.shape[d]), a["chunks"]
         if n % c:
             raise OpCheckError(
                 f"'chunk' needs the axis length divisible by chunks: axis {d} of {x} has length {n}, chunks={c}",
@@ -170,7 +170,8 @@ class Reshape(Op):
         return [x.with_shape((x.shape[0], *shape))]
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
-        shape = [int(d) for d in outs[0].shape[1:]]
+        # the spec's own shape, -1 included: PyTorch infers that entry exactly as infer() did, for any input
+        shape = list(a["shape"]) if -1 in a["shape"] else [dim_int(d) for d in outs[0].shape[1:]]
         if not shape:  # an empty list literal would script as List[Tensor]
             return Lowering(None, "{0}.reshape([{0}.shape[0]])")
         return Lowering(None, "{0}.reshape([{0}.shape[0]] + {shape})", {"shape": shape})
@@ -299,7 +300,7 @@ class Pad(Op):
         shape = list(x.shape)
         for i in range(k):
             ax = x.rank - 1 - i
-            n = int(shape[ax]) + pads[2 * i] + pads[2 * i + 1]
+            n = dim_int(shape[ax]) + pads[2 * i] + pads[2 * i + 1]
             if n < 1:
                 raise OpCheckError(f"'pad' pads {list(pads)} leave axis {ax} of {x} with length {n}", "pads")
             shape[ax] = n

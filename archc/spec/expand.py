@@ -211,6 +211,7 @@ class _Expander:
             cond = self.node_level(item, "when", attrs["when"], env)
             if not isinstance(cond, bool):
                 raise SpecError(f"'when' must be true or false, got {cond!r}", attrs.loc_of("when"))
+            _decided(g, "when", item.id, attrs["when"], cond)
             if not cond:
                 if item.id is not None:
                     taken.add(item.id)  # a skipped node still owns its id
@@ -224,6 +225,7 @@ class _Expander:
         op = self.node_level(item, "op", item.op, env)
         if not isinstance(op, str):
             raise SpecError(f"'op' must name an op or block, got {op!r}", attrs.loc_of("op", item.loc))
+        _decided(g, "op", item.id, item.op, op)
         nid = item.id or self.fresh(op, taken)
         if nid in taken:
             raise SpecError(f"node id '{nid}' is used twice in '{g.name}'", item.loc, hint="give the node a unique id")
@@ -239,6 +241,7 @@ class _Expander:
                 raise SpecError(f"'repeat' must be a non-negative integer, got {n!r}", rloc)
             if n > MAX_REPEAT:
                 raise SpecError(f"'repeat' of {n} exceeds the limit of {MAX_REPEAT}", rloc, hint="check the repeat expression")
+            _decided(g, "repeat", item.id, attrs["repeat"], n)
             if n == 0:
                 return self.passthrough(item, in_refs, values, prev), ambiguous if in_refs is None else 0
             if not refs:
@@ -391,7 +394,11 @@ class _Expander:
         else:
             self.count += sum(1 for _ in body.walk())
         out_names = tuple(str(r) if r.index == 0 else f"{r.node}_{r.index}" for r in body.outputs) if len(body.outputs) > 1 else ()
-        meta = {"types": body.output_types, "in_types": tuple(in_types), "exprs": {k: v for k, v in args.items() if is_expr(v)}}
+        # what the author wrote (given args, expressions, expression defaults) lets generated code derive
+        # each argument from the caller's own instead of matching values
+        meta = {"types": body.output_types, "in_types": tuple(in_types), "exprs": {k: v for k, v in args.items() if is_expr(v)},
+                "args": tuple(args),
+                "default_exprs": {p: d.default for p, d in bd.params.items() if p not in args and is_expr(d.default)}}
         return Node(nid, BLOCK, refs, freeze({}), loc, body=body, block=bd.name, params=freeze(benv),
                     out_names=out_names, meta=meta)
 
@@ -411,8 +418,20 @@ class _Expander:
             body.nodes[node.id] = node
             cur = Ref(node.id, 0)
         body.outputs = (cur,)
-        meta = {"types": body.output_types, "in_types": tuple(outer), "repeat_op": op}
+        meta: dict[str, Any] = {"types": body.output_types, "in_types": tuple(outer), "repeat_op": op}
+        if is_expr(attrs["repeat"]):
+            meta["count_expr"] = attrs["repeat"]
         return Node(nid, REPEAT, refs, freeze({"count": n}), loc, body=body, meta=meta)
+
+def _decided(g: Graph, key: str, nid: str | None, src: Any, value: Any) -> None:
+    """Record that ``key`` of node ``nid`` was the expression ``src`` and evaluated to ``value``.
+
+    The structure of a body depends on these decisions; generated classes check them against their
+    constructor arguments (a class built for ``when: ${s == 1}`` refuses s=2 instead of being wrong).
+    """
+    if is_expr(src):
+        g.meta.setdefault("decisions", []).append((key, nid, src, value))
+
 
 def _hashable(v: Any) -> Any:
     """A memo key for a param value: equal only for equal values of the same types.

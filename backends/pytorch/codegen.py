@@ -26,22 +26,24 @@ import builtins
 import functools
 import keyword
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from archc.backends.pytorch.render import helper_closure, literal
+from archc.backends.pytorch.symbolic import SymInt, Untraceable, checking, has_sym, is_sym, names_in, plain, sym, tidy
 
 from archc import __version__
 from archc.ir.graph import Graph, Node, Ref
+from archc.ir.types import TensorType
 from archc.ops import HELPERS, REGISTRY
 from archc.ops.base import Call, Lowering
 from archc.spec.expand import _MODULE_ATTRS
 from archc.spec.expr import compile_expr
 
-__all__ = ["generate", "class_name"]
+__all__ = ["generate", "generate_classes", "class_name"]
 
 _TEMPLATE_DIR = Path(__file__).parent
 _FN_MAP = {"ceil": "math.ceil", "floor": "math.floor", "sqrt": "math.sqrt", "divisible": "_divisible"}
@@ -125,6 +127,13 @@ class _Class:
     param_decls: Mapping[str, Any] = field(default_factory=dict)
     #: block param -> its constructor argument name (the param's own name unless that would shadow something)
     arg_names: dict[str, str] = field(default_factory=dict)
+    #: explicit constructor arguments → per-instance values, and the input size each stands for (if one)
+    extra: dict[str, list[Any]] = field(default_factory=dict)
+    extra_origin: dict[str, Any] = field(default_factory=dict)
+    #: per instance: the body's output types over the constructor's argument names
+    out_types: list[list[Any]] = field(default_factory=list)
+    #: (input name, axis) → the block param its size is assumed equal to (the class's input interface)
+    bindings: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def assign_arg_names(self, reserved: set[str] | frozenset[str]) -> None:
         taken = set(reserved) | set(self.param_decls)
@@ -209,17 +218,25 @@ class _Gen:
 
 
 class _Symbols:
-    """Explains values that vary across the instances of one class by constructor arguments."""
+    """Renders the values of one class: derived expressions, literals, or explicit constructor arguments.
 
-    def __init__(self, gen: _Gen, cls: _Class, envs: list[Mapping[str, Any]], exprs: list[tuple[str, dict[str, Any]]],
-                 loop_n: str | None = None) -> None:
+    A value is written as an expression only when it was *derived* (see :mod:`.symbolic`): the spec
+    author's expression pushed through the op rules, identical in every instance. A value computed
+    from nothing that depends on the constructor arguments is a literal. Anything else becomes an
+    explicit constructor argument carrying the per-instance values; the only binding made by value
+    is a raw input size equal to a block param in every instance (the class's input interface, which
+    PyTorch checks loudly at the first call).
+    """
+
+    def __init__(self, gen: _Gen, cls: _Class, envs: list[Mapping[str, Any]], loop_n: str | None = None) -> None:
         self.loop_n = loop_n  # inside a loop: 'i' stays the loop variable and 'n' is the count expression
         self.gen = gen
         self.cls = cls
         self.envs = envs
-        self.exprs = exprs  # (expression source, extra bindings such as a repeat index)
         self.used: list[str] = []
-        self.extra: dict[str, list[Any]] = {}  # fallback args → per-instance values
+        self.extra: dict[str, list[Any]] = {}  # explicit args → per-instance values
+        self.extra_origin: dict[str, Any] = {}  # explicit arg → the input size it stands for, when it is one
+        self.lengths: dict[str, None] = {}  # conditions on computed list lengths that derived elements rely on
 
     def use(self, name: str) -> str:
         """Record that the constructor needs ``name`` (a block param or an extra); its Python name."""
@@ -227,128 +244,131 @@ class _Symbols:
             self.used.append(name)
         return self.cls.arg_names.get(name, name)
 
+    def use_expr(self, src: str) -> str:
+        """Record the constructor arguments a derived expression reads; the expression."""
+        for name in sorted(names_in(src)):
+            param = self.cls.param_of(name)
+            if param is not None:
+                self.use(param)
+            elif name in self.extra:
+                self.use(name)
+        if "_divisible(" in src:
+            self.gen.uses_divisible = True
+        return src
+
     def _taken(self, name: str) -> bool:
         return (name in self.cls.param_decls or name in self.cls.arg_names.values() or name in self.gen.names
                 or name in ("i", "n"))
 
     def _params(self) -> list[str]:
-        """Block params a value may be explained by; inside a loop 'i' and 'n' are the loop's own."""
+        """Block params an input size may be bound to; inside a loop 'i' and 'n' are the loop's own."""
         return [p for p in self.cls.param_decls if self.loop_n is None or p not in ("i", "n")]
 
-    def render(self, values: list[Any], slot: str, owner: str = "") -> str:
+    def render(self, values: list[Any], slot: str, owner: str = "", dependent: bool = False) -> str:
+        """Source for one constructor value given its per-instance values (symbolic or plain)."""
         first = values[0]
-        if all(_same(v, first) for v in values):
-            return literal(first)
-        if all(isinstance(v, (list, tuple)) and len(v) == len(first) for v in values):
-            parts = [self.explain([v[j] for v in values]) for j in range(len(first))]
+        if all(isinstance(v, (list, tuple)) and not is_sym(v) and len(v) == len(first) for v in values) and first:
+            parts = [self.derive([v[j] for v in values], dependent) for j in range(len(first))]
             if all(p is not None for p in parts):
                 inner = ", ".join(parts)  # type: ignore[arg-type]
                 return f"({inner},)" if isinstance(first, tuple) and len(first) == 1 else (f"({inner})" if isinstance(first, tuple) else f"[{inner}]")
-        sym = self.explain(values)
-        if sym is not None:
-            return sym
+        sym_ = self.derive(values, dependent)
+        if sym_ is not None:
+            return sym_
+        pv = [plain(v) for v in values]
         name = re.sub(r"[^0-9a-zA-Z_]", "_", slot)
-        if owner and (self._taken(name) or (name in self.extra and self.extra[name] != values)):
+        if owner and (self._taken(name) or (name in self.extra and self.extra[name] != pv)):
             name = re.sub(r"[^0-9a-zA-Z_]", "_", f"{owner}_{slot}")
-        while self._taken(name) or keyword.iskeyword(name) or (name in self.extra and self.extra[name] != values):
+        while self._taken(name) or keyword.iskeyword(name) or (name in self.extra and self.extra[name] != pv):
             name += "_"
-        self.extra[name] = values
+        self.extra[name] = pv
+        origins = {getattr(v, "origin", None) for v in values}
+        if len(origins) == 1 and None not in origins and all(isinstance(v, SymInt) and v.expr is None for v in values):
+            self.extra_origin[name] = origins.pop()
         return self.use(name)
 
-    def explain(self, values: list[Any]) -> str | None:
-        first = values[0]
-        if all(_same(v, first) for v in values):
-            return literal(first)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            for p in self._params():
-                if all(_same(env.get(p), v) for env, v in zip(self.envs, values)):
-                    return self.use(p)
-            return None
-        for p in self._params():
-            if all(_same(env.get(p), v) for env, v in zip(self.envs, values)):
-                return self.use(p)
-        if self.loop_n is not None and all(_same(env.get("i"), v) for env, v in zip(self.envs, values)):
-            return "i"
-        for src, extra in self.exprs:
-            expr = compile_expr(src)
-            try:
-                got = [expr.eval({**env, **extra}) for env in self.envs]
-            except Exception:  # an expression that does not apply to every instance is no explanation
-                continue
-            if all(_same(g, v) for g, v in zip(got, values)):
-                return self.translate(expr.tree, extra)
-        for p in self._params():
-            pv = [env.get(p) for env in self.envs]
-            if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in pv):
-                continue
-            for k in (2, 3, 4, 8, 16):
-                if all(v == x * k for v, x in zip(values, pv)):
-                    return f"{self.use(p)} * {k}"
-                if all(v == x // k for v, x in zip(values, pv)):
-                    return f"{self.use(p)} // {k}"
+    def derive(self, values: list[Any], dependent: bool = False) -> str | None:
+        """A derived expression or a literal for ``values``; None when it must be an explicit argument."""
+        exprs = {v.expr if is_sym(v) else None for v in values}
+        if len(exprs) == 1 and None not in exprs:
+            return self.use_expr(exprs.pop())  # type: ignore[arg-type]
+        pv = [plain(v) for v in values]
+        if not dependent and not any(has_sym(v) for v in values) and all(_same(x, pv[0]) for x in pv):
+            return literal(pv[0])
+        origins = {v.origin for v in values if isinstance(v, SymInt)}
+        if len(origins) == 1 and all(isinstance(v, SymInt) and v.expr is None for v in values):
+            origin = origins.pop()
+            if origin is not None and origin[0] == "in":
+                for p in self._params():
+                    if all(_same(env.get(p), x) for env, x in zip(self.envs, pv)):
+                        self.cls.bindings[origin[1:]] = p
+                        return self.use(p)
         return None
 
-    def translate(self, tree: ast.expr, extra: Mapping[str, Any]) -> str:
-        gen = self.gen
-        sym = self
+    def translate(self, src: str, extra: Mapping[str, Any]) -> str:
+        """The spec expression ``src`` as Python over the constructor's argument names."""
+        sym_ = self
 
         class T(ast.NodeTransformer):
             def visit_Name(self, node: ast.Name) -> ast.AST:
                 if node.id in extra:
                     return ast.Constant(extra[node.id])
-                if sym.loop_n is not None and node.id == "i":
+                if sym_.loop_n is not None and node.id == "i":
                     return node
-                if sym.loop_n is not None and node.id == "n":
-                    return ast.parse(sym.loop_n, mode="eval").body
-                return ast.Name(sym.use(node.id), node.ctx)
+                if sym_.loop_n is not None and node.id == "n":
+                    return ast.parse(sym_.loop_n, mode="eval").body
+                return ast.Name(sym_.cls.arg_names.get(node.id, node.id), node.ctx)
 
             def visit_Call(self, node: ast.Call) -> ast.AST:
                 # the function name is not a param: only the arguments are translated
                 node.args = [self.visit(a) for a in node.args]
                 node.keywords = [self.visit(k) for k in node.keywords]
                 if isinstance(node.func, ast.Name) and node.func.id in _FN_MAP:
-                    mapped = _FN_MAP[node.func.id]
-                    if mapped == "_divisible":
-                        gen.uses_divisible = True
-                    node.func = ast.Name(mapped)
+                    node.func = ast.Name(_FN_MAP[node.func.id])
                 return node
 
-        import copy
+        return ast.unparse(T().visit(compile_expr(src).tree))
 
-        out = T().visit(copy.deepcopy(tree))
-        return ast.unparse(out)
+    def symbolic(self, value: Any, src: str | None, env: Mapping[str, Any], extra: Mapping[str, Any]) -> Any:
+        """``value`` (an attribute or param as bound) carrying the author's expression ``src``.
+
+        The expression is re-evaluated in the instance's scope first: a value that no longer follows
+        from it (a pass rewrote the attribute) becomes opaque rather than wrongly explained.
+        """
+        m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S) if src is not None else None
+        if m is None or "${" in m.group(1):
+            return _opaque(value)
+        try:
+            raw = compile_expr(m.group(1)).eval({**env, **extra})
+            py = _fold(self.translate(m.group(1), extra))
+        except Exception:  # noqa: BLE001 - an expression that does not evaluate here explains nothing
+            return _opaque(value)
+        if isinstance(value, tuple):
+            if isinstance(raw, int) and not isinstance(raw, bool) and all(_same(x, raw) for x in value):
+                return tuple(sym(x, py) for x in value)
+            if isinstance(raw, (list, tuple)) and len(raw) == len(value) and all(_num_eq(x, r) for x, r in zip(value, raw)):
+                elems = tuple(sym(x, tidy(f"({py})[{j}]")) for j, x in enumerate(value))
+                if any(e.expr.startswith("(") for e in elems):  # the list's length is computed: the class needs it fixed
+                    self.lengths.setdefault(f"len({py}) == {len(value)}", None)
+                return elems
+            return _opaque(value)
+        if value is None or not _num_eq(value, raw) and value != raw:
+            return _opaque(value)
+        return sym(value, py)
 
 
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
+def _num_eq(a: Any, b: Any) -> bool:
+    """Equal, and an int is not a bool (a float attribute may come from an int expression)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == b
 
 
-def _leaves(v: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(v, Call):
-        for j, a in enumerate(v.args):
-            yield from _leaves(a, f"{path}{j}")
-        for k, a in v.kwargs.items():
-            yield from _leaves(a, f"{path}{k}")
-    else:
-        yield path, v
-
-
-def _render_call(calls: list[Call], path: str, sym: _Symbols) -> str:
-    c0 = calls[0]
-    parts = []
-    for j in range(len(c0.args)):
-        vals = [c.args[j] for c in calls]
-        slot = c0.names[j] if j < len(c0.names) else f"{path}_{j}"
-        parts.append(_render_call(vals, f"{path}_{j}", sym) if isinstance(vals[0], Call) else sym.render(vals, slot, path))
-    for k in c0.kwargs:
-        vals = [c.kwargs[k] for c in calls]
-        if isinstance(vals[0], Call):
-            parts.append(f"{k}={_render_call(vals, f'{path}_{k}', sym)}")
-            continue
-        if k in c0.defaults and all(_same(v, c0.defaults[k]) for v in vals):
-            continue
-        parts.append(f"{k}={sym.render(vals, k, path)}")
-    return f"{c0.fn}({', '.join(parts)})"
+def _opaque(value: Any) -> Any:
+    """A value that depends on the constructor arguments in a way no expression states."""
+    if isinstance(value, tuple):
+        return tuple(_opaque(x) for x in value)
+    return sym(value, None)
 
 
 # -- emission ----------------------------------------------------------------------------------
@@ -436,17 +456,56 @@ def _thaw(v: Any) -> Any:
     return v
 
 
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _render_call(calls: list[Call], path: str, sym_: _Symbols, dependent: bool) -> str:
+    c0 = calls[0]
+    parts = []
+    for j in range(len(c0.args)):
+        vals = [c.args[j] for c in calls]
+        slot = c0.names[j] if j < len(c0.names) else f"{path}_{j}"
+        parts.append(_render_call(vals, f"{path}_{j}", sym_, dependent) if isinstance(vals[0], Call)
+                     else sym_.render(vals, slot, path, dependent))
+    for k in c0.kwargs:
+        vals = [c.kwargs[k] for c in calls]
+        if isinstance(vals[0], Call):
+            parts.append(f"{k}={_render_call(vals, f'{path}_{k}', sym_, dependent)}")
+            continue
+        # a default is left out only when it is one for every argument value, not just the instances seen
+        if (k in c0.defaults and not dependent and not any(has_sym(v) for v in vals)
+                and all(_same(v, c0.defaults[k]) for v in vals)):
+            continue
+        parts.append(f"{k}={sym_.render(vals, k, path, dependent)}")
+    return f"{c0.fn}({', '.join(parts)})"
+
+
+Types = dict[tuple[str, int], TensorType]
+
+
 class _ClassEmitter:
-    def __init__(self, gen: _Gen, cls: _Class, bodies: list[Graph], envs: list[Mapping[str, Any]], exprs: list[tuple[str, dict[str, Any]]]) -> None:
+    def __init__(self, gen: _Gen, cls: _Class, bodies: list[Graph], envs: list[Mapping[str, Any]]) -> None:
         self.gen = gen
         self.cls = cls
         self.bodies = bodies
-        self.sym = _Symbols(gen, cls, envs, exprs)
+        self.envs = envs
+        self.sym = _Symbols(gen, cls, envs)
         self.init: list[str] = []
         self.fwd: list[str] = []
         self.locals = _Locals(bodies[0])
         # attributes are self.<node id> (modules) and self.<node>_<value> (per-instance values)
         self.attrs: set[str] = set(_MODULE_ATTRS) | set(bodies[0].nodes)
+        # a block class sees its params and input sizes symbolically; the model class has no arguments
+        self.symbolic = cls.block is not None
+        self.types: list[Types] = []
+        for b in bodies:
+            tmap: Types = {}
+            for name, t in b.inputs.items():
+                tmap[(name, 0)] = _input_sym(t, name) if self.symbolic else t
+            self.types.append(tmap)
+        self.out_types: list[list[TensorType]] = []
+        self.loops: set[str] = set()  # repeats written as a loop over range(count)
 
     def emit(self) -> None:
         b0 = self.bodies[0]
@@ -456,7 +515,7 @@ class _ClassEmitter:
             outs = [self.locals[Ref(n.id, k)] for k in range(len(n.types))]
             lhs = ", ".join(outs)
             if n.is_block:
-                self.init.append(f"self.{n.id} = {self.child_call(nodes, n.id)}")
+                self.init.append(f"self.{n.id} = {self.child_call(nodes, n.id, self.types)}")
                 self.fwd.append(f"{lhs} = self.{n.id}({', '.join(ins)})")
             elif n.is_repeat:
                 self.emit_repeat(nodes, ins, lhs)
@@ -464,41 +523,212 @@ class _ClassEmitter:
                 self.emit_op(nodes, ins, lhs)
         outs = [self.locals[r] for r in b0.outputs]
         self.returns = ", ".join(outs)
+        if self.symbolic:
+            self.init[:0] = self.guards()
+        self.out_types = [[tm[(r.node, r.index)] for r in b.outputs] for tm, b in zip(self.types, self.bodies)]
 
-    def child_call(self, nodes: list[Node], path: str) -> str:
-        child = self.gen.classes[(nodes[0].block, self.gen.sig(nodes[0].body))]
-        parts = []
-        for arg, _ in child.args:
-            vals = [self.child_arg_value(child, n, arg) for n in nodes]
-            parts.append(f"{arg}={self.sym.render(vals, f'{path}_{arg}')}")
-        return f"{child.name}({', '.join(parts)})"
+    def guards(self) -> list[str]:
+        """A refusal for constructor arguments that would change the structure this class was built for.
 
-    def child_arg_value(self, child: _Class, node: Node, arg: str) -> Any:
-        """The value of ``child``'s constructor argument ``arg`` for the instance ``node``."""
-        param = child.param_of(arg)
-        if param is not None:
-            return _env(node)[param]
-        idx = child.index.get(id(node))
-        assert idx is not None
-        return child_extra(child)[arg][idx]
+        ``when``, ``op`` and item counts of the block are decided by expressions; when one reads a
+        constructor argument, the class holds only while it decides the same way, so ``__init__``
+        checks that (a loud error instead of a module that silently differs from the spec).
+        """
+        args = {self.cls.arg_names[p] for p in self.sym.used if p in self.cls.arg_names}
+        conds: list[str] = []
+        for key, nid, src, value in self.bodies[0].meta.get("decisions", ()):
+            if key == "repeat" and nid in self.loops:
+                continue  # the loop's count is the expression itself
+            m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S)
+            if m is None or "${" in m.group(1):
+                continue
+            try:
+                names = compile_expr(m.group(1)).names
+                if not {self.cls.arg_names.get(p, p) for p in names} & args:
+                    continue  # decided by params that are not arguments: fixed for this class
+                # params that are not arguments have one value in every instance (else the class would take them)
+                fixed = {p: self.envs[0][p] for p in names if self.cls.arg_names.get(p, p) not in args and p in self.envs[0]}
+                if any(not _same(env.get(p), v) for env in self.envs for p, v in fixed.items()):
+                    continue
+                py = self.sym.translate(m.group(1), fixed)
+            except Exception:  # noqa: BLE001 - the expander evaluated it; a text it cannot translate is skipped
+                continue
+            cond = py if value is True else _negate(py) if value is False else f"{py} == {literal(value)}"
+            if cond not in conds:
+                conds.append(cond)
+        for cond in self.sym.lengths:
+            if names_in(cond) & args and cond not in conds:
+                conds.append(cond)
+        if not conds:
+            return []
+        test = " and ".join(f"({c})" if len(conds) > 1 else c for c in conds)
+        msg = f"{self.cls.name} is generated for arguments with {test}; other values change its structure"
+        return [f"if not ({test}):\n            raise ValueError({msg!r})"]
+
+    # -- symbolic values of one node ------------------------------------------------------------
+    def param_value(self, k: int, node: Node, param: str, extra: Mapping[str, Any]) -> Any:
+        """Block param ``param`` of the child instance ``node`` as the parent's instance k sees it."""
+        value = _env(node)[param]
+        if not self.symbolic:
+            return value
+        given = node.meta.get("args")
+        if param in (node.meta.get("exprs") or {}):
+            return self.sym.symbolic(value, node.meta["exprs"][param], self.envs[k], extra)
+        defaults = node.meta.get("default_exprs") or {}
+        if given is not None and param not in given and param in defaults:
+            return self.default_value(k, node, param, defaults[param], extra)
+        return value  # written as a literal in the spec, or a literal default
+
+    def default_value(self, k: int, node: Node, param: str, src: str, extra: Mapping[str, Any]) -> Any:
+        """A param the author left to its default expression, over the parent's arguments.
+
+        The default reads the child's other params; each is replaced by what the parent passes for it.
+        """
+        value = _env(node)[param]
+        m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S)
+        if m is None or "${" in m.group(1) or value is None or isinstance(value, bool):
+            return _opaque(value)
+        try:
+            tree = compile_expr(m.group(1)).tree
+            env = _env(node)
+            if compile_expr(m.group(1)).eval(env) != value:
+                return _opaque(value)
+        except Exception:  # noqa: BLE001 - a default that does not evaluate here explains nothing
+            return _opaque(value)
+        subs: dict[str, str] = {}
+        for name in names_in(ast.unparse(tree)):
+            if name == param or name not in env:
+                return _opaque(value)
+            v = self.param_value(k, node, name, extra)
+            if is_sym(v):
+                if v.expr is None:
+                    return _opaque(value)
+                subs[name] = v.expr
+            else:
+                try:
+                    subs[name] = literal(v)
+                except TypeError:
+                    return _opaque(value)
+
+        class S(ast.NodeTransformer):
+            def visit_Name(self, n: ast.Name) -> ast.AST:
+                return ast.parse(f"({subs[n.id]})", mode="eval").body if n.id in subs else n
+
+            def visit_Call(self, n: ast.Call) -> ast.AST:
+                n.args = [self.visit(a) for a in n.args]
+                n.keywords = [self.visit(kw) for kw in n.keywords]
+                if isinstance(n.func, ast.Name) and n.func.id in _FN_MAP:
+                    n.func = ast.Name(_FN_MAP[n.func.id])
+                return n
+
+        return sym(value, tidy(ast.unparse(S().visit(tree))))
+
+    def op_values(self, node: Node, k: int, tmap: Types, extra: Mapping[str, Any]) -> tuple[Lowering, bool, list[TensorType]]:
+        """(lowering, dependent, output types) of op node ``node`` in instance k.
+
+        The lowering carries derived expressions when the op's rules traced; otherwise it is the
+        plain one and ``dependent`` says whether its values may depend on the constructor arguments.
+        """
+        op = REGISTRY[node.op]
+        sins = [tmap[(r.node, r.index)] for r in node.inputs]
+        if not self.symbolic:
+            return _lowering(node), False, list(node.types)
+        exprs = node.meta.get("exprs") or {}
+        sattrs = {key: (self.sym.symbolic(v, exprs[key], self.envs[k], extra) if key in exprs else v)
+                  for key, v in node.attrs.items()}
+        forced = any(v is None and key in exprs for key, v in node.attrs.items())
+        dep = forced or any(has_sym(v) for v in sattrs.values()) or any(has_sym(t.shape) for t in sins)
+        if not dep:
+            return _lowering(node), False, list(node.types)
+        souts: list[TensorType] | None = None
+        low: Lowering | None = None
+        if not forced:
+            try:
+                with checking():
+                    souts = list(op.infer(sattrs, sins))
+                if [plain(t.shape) for t in souts] != [t.shape for t in node.types]:
+                    souts = None
+            except (Untraceable, Exception):  # noqa: BLE001 - rules that do not trace leave the sizes opaque
+                souts = None
+            try:
+                low = op.lower(sattrs, sins, souts or node.types)
+                if _plain_lowering(low) != _lowering(node):
+                    low = None
+            except (Untraceable, Exception):  # noqa: BLE001
+                low = None
+        outs = souts if souts is not None else [t.with_shape(_opaque_shape(t.shape)) for t in node.types]
+        if low is None:
+            return _lowering(node), True, outs
+        return low, False, outs
 
     def emit_op(self, nodes: list[Node], ins: list[str], lhs: str) -> None:
-        lows = [_lowering(n) for n in nodes]
+        got = [self.op_values(n, k, self.types[k], {}) for k, n in enumerate(nodes)]
+        for k, (n, (_, _, outs)) in enumerate(zip(nodes, got)):
+            for j, t in enumerate(outs):
+                self.types[k][(n.id, j)] = t
+        lows = [g[0] for g in got]
+        dep = any(g[1] for g in got)
+        if dep:  # one instance did not trace: every instance is written from its plain values
+            lows = [_lowering(n) for n in nodes]
         nid = nodes[0].id
         if lows[0].module is not None:
-            self.init.append(f"self.{nid} = {_render_call([lw.module for lw in lows], nid, self.sym)}")  # type: ignore[misc]
+            self.init.append(f"self.{nid} = {_render_call([lw.module for lw in lows], nid, self.sym, dep)}")  # type: ignore[misc]
         vals: dict[str, str] = {}
         for key in lows[0].values:
             vs = [lw.values[key] for lw in lows]
-            if all(_same(v, vs[0]) for v in vs):
+            if not dep and not any(has_sym(v) for v in vs) and all(_same(v, vs[0]) for v in vs):
                 vals[key] = literal(vs[0])
             else:
                 attr = _unique(f"{nid}_{key}", self.attrs)
                 self.attrs.add(attr)
-                self.init.append(f"self.{attr} = {self.sym.render(vs, attr)}")
+                self.init.append(f"self.{attr} = {self.sym.render(vs, attr, dependent=dep)}")
                 vals[key] = f"self.{attr}"
         expr = lows[0].forward.format(*ins, m=f"self.{nid}", **vals)
         self.fwd.append(f"{lhs} = {expr}")
+
+    def child_call(self, nodes: list[Node], path: str, tmaps: list[Types], extra: Mapping[str, Any] | None = None) -> str:
+        """``Child(arg=...)`` for the block-instance ``nodes``; records their output types in ``tmaps``."""
+        extra = extra or {}
+        child = self.gen.classes[(nodes[0].block, self.gen.sig(nodes[0].body))]
+        parts = []
+        rendered: dict[str, str] = {}
+        for arg, _ in child.args:
+            param = child.param_of(arg)
+            if param is not None:
+                vals = [self.param_value(k, n, param, extra) for k, n in enumerate(nodes)]
+                dep = False
+            elif arg in child.extra_origin and child.extra_origin[arg][0] == "in":
+                _, inp, axis = child.extra_origin[arg]
+                pos = list(nodes[0].body.inputs).index(inp)
+                vals = [tmaps[k][(n.inputs[pos].node, n.inputs[pos].index)].shape[axis] for k, n in enumerate(nodes)]
+                dep = False
+            else:
+                vals = [child.extra[arg][child.index[id(n)]] for n in nodes]
+                dep = self.symbolic  # computed inside the child from values that may depend on ours
+            rendered[arg] = self.sym.render(vals, f"{path}_{arg}", dependent=dep)
+            parts.append(f"{arg}={rendered[arg]}")
+        # the child assumed an input size equal to one of its params: when we pass our own param for it and
+        # feed it our own input, that assumption becomes ours (our callers must honour it too)
+        if self.symbolic:
+            names = list(nodes[0].body.inputs)
+            for (iname, axis), p in child.bindings.items():
+                arg = child.arg_names.get(p)
+                if arg is None or iname not in names or self.cls.param_of(rendered.get(arg, "")) is None:
+                    continue
+                pos = names.index(iname)
+                dims = [tmaps[k][(n.inputs[pos].node, n.inputs[pos].index)].shape[axis] for k, n in enumerate(nodes)]
+                origins = {getattr(d, "origin", None) for d in dims}
+                if len(origins) == 1 and all(isinstance(d, SymInt) and d.expr is None for d in dims):
+                    origin = origins.pop()
+                    if origin is not None and origin[0] == "in":
+                        self.cls.bindings.setdefault(origin[1:], self.cls.param_of(rendered[arg]))  # type: ignore[arg-type]
+        for k, n in enumerate(nodes):
+            outs = child.out_types[child.index[id(n)]]
+            ins_k = [tmaps[k][(r.node, r.index)] for r in n.inputs]
+            for j, t in enumerate(outs):
+                tmaps[k][(n.id, j)] = n.types[j] if not self.symbolic else t.with_shape(
+                    tuple(_subst(d, rendered, ins_k, list(n.body.inputs)) for d in t.shape))
+        return f"{child.name}({', '.join(parts)})"
 
     def emit_repeat(self, nodes: list[Node], ins: list[str], lhs: str) -> None:
         nid = nodes[0].id
@@ -508,22 +738,37 @@ class _ClassEmitter:
             self.emit_loop(nodes, ins, lhs, counts)
             return
         count = counts[0]
+        # the items' own scope: the repeat body's inputs are the repeat's inputs
+        tmaps: list[Types] = []
+        for k, n in enumerate(nodes):
+            tm: Types = {}
+            for name, r in zip(n.body.inputs, n.inputs):
+                tm[(name, 0)] = self.types[k][(r.node, r.index)]
+            tmaps.append(tm)
         items = []
         for j in range(count):
             its = [n.body.nodes[str(j)] for n in nodes]
+            ienvs = {"i": j, "n": count}
             if its[0].is_block:
-                items.append(self.child_call(its, f"{nid}_{j}"))
-            else:
-                lows = [_lowering(it) for it in its]
-                if lows[0].module is None or lows[0].forward != "{m}({0})":
-                    from archc.diagnostics import SpecError
+                items.append(self.child_call(its, f"{nid}_{j}", tmaps, ienvs))
+                continue
+            got = [self.op_values(it, k, tmaps[k], ienvs) for k, it in enumerate(its)]
+            for k, (it, (_, _, outs)) in enumerate(zip(its, got)):
+                tmaps[k][(it.id, 0)] = outs[0]
+            dep = any(g[1] for g in got)
+            lows = [_lowering(it) for it in its] if dep else [g[0] for g in got]
+            if lows[0].module is None or lows[0].forward != "{m}({0})":
+                from archc.diagnostics import SpecError
 
-                    raise SpecError(
-                        f"repeat '{nid}' of op '{its[0].op}' cannot be lowered: only ops that are modules can repeat",
-                        nodes[0].loc,
-                        hint="wrap the op in a block and repeat the block",
-                    )
-                items.append(_render_call([lw.module for lw in lows], f"{nid}_{j}", self.sym))  # type: ignore[misc]
+                raise SpecError(
+                    f"repeat '{nid}' of op '{its[0].op}' cannot be lowered: only ops that are modules can repeat",
+                    nodes[0].loc,
+                    hint="wrap the op in a block and repeat the block",
+                )
+            items.append(_render_call([lw.module for lw in lows], f"{nid}_{j}", self.sym, dep))  # type: ignore[misc]
+        for k, n in enumerate(nodes):
+            r = n.body.outputs[0]
+            self.types[k][(n.id, 0)] = tmaps[k][(r.node, r.index)]
         inner = "".join(f"\n            {it}," for it in items)
         if len(ins) == 1:
             self.init.append(f"self.{nid} = nn.Sequential({inner}\n        )")
@@ -535,26 +780,90 @@ class _ClassEmitter:
             self.fwd.append(f"for {self.locals.loop} in self.{nid}:")
             self.fwd.append(f"    {lhs} = {self.locals.loop}({lhs}, {', '.join(ins[1:])})")
 
+    def loop_input_size(self, nodes: list[Node], child: _Class, arg: str, items: list[Node], rows: list[tuple[int, int]],
+                        parts: list[str], counts: list[int]) -> str | None:
+        """An item's input size in a loop: the loop's input for item 0, the previous item's output after.
+
+        ``parts`` are the item arguments rendered so far (``name=expr``, expressions of ``i``).
+        """
+        origin = child.extra_origin.get(arg)
+        first_in = list(items[0].body.inputs)[0]
+        if origin is None or origin[0] != "in" or origin[1] != first_in:
+            return None
+        axis = origin[2]
+        d0 = self.sym.derive([self.types[k][(n.inputs[0].node, n.inputs[0].index)].shape[axis] for k, n in enumerate(nodes)])
+        if d0 is None:
+            return None
+        if max(counts) == 1:
+            return d0
+        outs = {child.out_types[child.index[id(it)]][0].shape[axis] for it in items}
+        exprs = {getattr(d, "expr", None) for d in outs}
+        if len(exprs) != 1 or None in exprs or isinstance(next(iter(outs)), str):
+            return None
+        rendered = dict(p.split("=", 1) for p in parts)
+        prev = _subst(next(iter(outs)), rendered, [], [])
+        if not is_sym(prev) or prev.expr is None:
+            return None
+        after = _shift_i(prev.expr)
+        return d0 if after == d0 else f"{d0} if i == 0 else {after}"
+
+    def loop_bindings(self, nodes: list[Node], child: _Class, parts: list[str]) -> None:
+        """Item 0 of a loop reads the loop's input: the child's input assumptions on it become ours."""
+        rendered = dict(p.split("=", 1) for p in parts)
+        first_in = list(nodes[0].body.nodes["0"].body.inputs)[0]
+        for (iname, axis), p in child.bindings.items():
+            arg = child.arg_names.get(p)
+            if iname != first_in or arg not in rendered:
+                continue
+            at0 = _fold(tidy(ast.unparse(_ReplaceI(0).visit(ast.parse(rendered[arg], mode="eval").body))))
+            param = self.cls.param_of(at0)
+            dims = [self.types[k][(n.inputs[0].node, n.inputs[0].index)].shape[axis] for k, n in enumerate(nodes)]
+            origins = {getattr(d, "origin", None) for d in dims}
+            if param is not None and len(origins) == 1 and all(isinstance(d, SymInt) and d.expr is None for d in dims):
+                origin = origins.pop()
+                if origin is not None and origin[0] == "in":
+                    self.cls.bindings.setdefault(origin[1:], param)
 
     def emit_loop(self, nodes: list[Node], ins: list[str], lhs: str, counts: list[int]) -> None:
         """``nn.Sequential(*[Block(...) for i in range(n)])`` with per-item args as expressions of i."""
         nid = nodes[0].id
+        self.loops.add(nid)
         first = nodes[0].body.nodes["0"]
         child = self.gen.classes[(first.block, self.gen.sig(first.body))]
-        n_src = self.sym.render(counts, f"{nid}_depth")
+        if self.symbolic:
+            cvals = [self.sym.symbolic(c, n.meta.get("count_expr"), self.envs[k], {}) for k, (c, n) in enumerate(zip(counts, nodes))]
+        else:
+            cvals = list(counts)
+        n_src = self.sym.render(cvals, f"{nid}_depth")
         rows = [(k, j) for k, c in enumerate(counts) for j in range(c)]
-        row_envs = [{**self.sym.envs[k], "i": j, "n": counts[k]} for k, j in rows]
-        exprs = [(src, {}) for src in _expr_sources(first)] + self.sym.exprs
-        rsym = _Symbols(self.gen, self.cls, row_envs, exprs, loop_n=n_src)
+        rsym = _Symbols(self.gen, self.cls, [{**self.envs[k], "i": j, "n": counts[k]} for k, j in rows], loop_n=n_src)
         rsym.used = self.sym.used
+        rsym.extra = self.sym.extra
         parts = []
         for arg, _ in child.args:
-            vals = [self.child_arg_value(child, nodes[k].body.nodes[str(j)], arg) for k, j in rows]
-            sym = rsym.explain(vals)
-            if sym is None:
-                per_inst = [[vals[r] for r, (k2, _) in enumerate(rows) if k2 == k] for k in range(len(nodes))]
-                sym = f"{self.sym.render(per_inst, f'{nid}_{arg}')}[i]"
-            parts.append(f"{arg}={sym}")
+            param = child.param_of(arg)
+            items = [nodes[k].body.nodes[str(j)] for k, j in rows]
+            sym_ = None
+            if param is not None and self.symbolic:
+                vals = [rsym.symbolic(_env(it)[param], (it.meta.get("exprs") or {}).get(param),
+                                      {**self.envs[k], "i": j, "n": counts[k]}, {})
+                        if param in (it.meta.get("exprs") or {}) else self.param_value(k, it, param, {})
+                        for (k, j), it in zip(rows, items)]
+                sym_ = rsym.derive(vals)
+            elif param is not None:
+                sym_ = rsym.derive([_env(it)[param] for it in items])
+            if sym_ is None and param is None and self.symbolic:
+                sym_ = self.loop_input_size(nodes, child, arg, items, rows, parts, counts)
+            if sym_ is None:
+                plain_vals = [_env(it)[param] if param is not None else child.extra[arg][child.index[id(it)]] for it in items]
+                per_inst = [[plain_vals[r] for r, (k2, _) in enumerate(rows) if k2 == k] for k in range(len(nodes))]
+                sym_ = f"{self.sym.render(per_inst, f'{nid}_{arg}', dependent=self.symbolic)}[i]"
+            parts.append(f"{arg}={sym_}")
+        for k, n in enumerate(nodes):
+            t = n.types[0]
+            self.types[k][(n.id, 0)] = t.with_shape(_opaque_shape(t.shape)) if self.symbolic else t
+        if self.symbolic:
+            self.loop_bindings(nodes, child, parts)
         call = f"{child.name}({', '.join(parts)})"
         if len(ins) == 1:
             self.init.append(f"self.{nid} = nn.Sequential(*[{call} for i in range({n_src})])")
@@ -567,30 +876,91 @@ class _ClassEmitter:
             self.fwd.append(f"    {lhs} = {self.locals.loop}({lhs}, {', '.join(ins[1:])})")
 
 
-def _expr_sources(node: Node) -> list[str]:
-    out = []
-    for v in (node.meta.get("exprs") or {}).values():
-        m = re.fullmatch(r"\$\{(.*)\}", v.strip(), re.S) if isinstance(v, str) else None
-        if m and "${" not in m.group(1):
-            out.append(m.group(1))
-    return out
+class _ReplaceI(ast.NodeTransformer):
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.Constant(self.value) if node.id == "i" else node
 
 
-_EXTRA: dict[int, dict[str, list[Any]]] = {}
+_INVERSE = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt}
 
 
-def child_extra(cls: _Class) -> dict[str, list[Any]]:
-    return _EXTRA.get(id(cls), {})
+def _negate(py: str) -> str:
+    """``not (py)``, written as the inverse comparison when ``py`` is a single one."""
+    tree = ast.parse(py, mode="eval").body
+    if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and type(tree.ops[0]) in _INVERSE:
+        tree.ops = [_INVERSE[type(tree.ops[0])]()]
+        return ast.unparse(tree)
+    if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.Not):
+        return ast.unparse(tree.operand)
+    return f"not ({py})"
 
 
-def _exprs_of(body: Graph) -> list[tuple[str, dict[str, Any]]]:
-    out: list[tuple[str, dict[str, Any]]] = []
-    for n in body:
-        for v in (n.meta.get("exprs") or {}).values():
-            for src in re.findall(r"\$\{(.*?)\}", v, re.S) if isinstance(v, str) else ():
-                if v.strip() == "${" + src + "}":
-                    out.append((src, {}))
-    return out
+def _fold(py: str) -> str:
+    """``a if <constant test> else b`` resolved (after a loop index was replaced by a number)."""
+
+    class F(ast.NodeTransformer):
+        def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+            self.generic_visit(node)
+            if not any(isinstance(x, ast.Name) for x in ast.walk(node.test)):
+                try:
+                    return node.body if compile_expr(ast.unparse(node.test)).eval({}) else node.orelse
+                except Exception:  # noqa: BLE001 - not foldable: keep it
+                    return node
+            return node
+
+    return ast.unparse(F().visit(ast.parse(py, mode="eval").body))
+
+
+def _shift_i(py: str) -> str:
+    """``py`` with the loop index ``i`` replaced by ``i - 1`` (the previous item)."""
+
+    class S(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            return ast.parse("(i - 1)", mode="eval").body if node.id == "i" else node
+
+    return tidy(ast.unparse(S().visit(ast.parse(py, mode="eval").body)))
+
+
+def _input_sym(t: TensorType, name: str) -> TensorType:
+    """A block input's type whose sizes are opaque numbers that remember which input and axis they are."""
+    return t.with_shape(tuple(d if isinstance(d, str) else SymInt(d, None, ("in", name, j)) for j, d in enumerate(t.shape)))
+
+
+def _opaque_shape(shape: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(d if isinstance(d, str) else SymInt(plain(d), None) for d in shape)
+
+
+def _subst(d: Any, rendered: Mapping[str, str], ins: list[TensorType], names: list[str]) -> Any:
+    """A child's output size (over the child's arguments) over the parent's: substitute the call's arguments."""
+    if isinstance(d, str) or not is_sym(d):
+        return d
+    if d.expr is None:
+        if d.origin is not None and d.origin[0] == "in" and d.origin[1] in names:
+            return ins[names.index(d.origin[1])].shape[d.origin[2]]
+        return SymInt(d.v, None)
+    if not names_in(d.expr) <= set(rendered):
+        return SymInt(d.v, None)
+    tree = ast.parse(d.expr, mode="eval")
+
+    class S(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            return ast.parse(f"({rendered[node.id]})", mode="eval").body if node.id in rendered else node
+
+    return SymInt(d.v, ast.unparse(S().visit(tree)))
+
+
+def _plain_lowering(low: Lowering) -> Lowering:
+    """``low`` with symbolic values replaced by their instance values (to check a traced lowering)."""
+    def pv(v: Any) -> Any:
+        if isinstance(v, Call):
+            return Call(v.fn, tuple(pv(a) for a in v.args), {k: pv(x) for k, x in v.kwargs.items()}, v.defaults, v.names)
+        return plain(v)
+
+    return Lowering(pv(low.module) if low.module is not None else None, low.forward,
+                    {k: pv(v) for k, v in low.values.items()}, low.helpers, low.imports)
 
 
 def _type_name(v: Any) -> str:
@@ -625,23 +995,30 @@ def generate(graph: Graph, spec_label: str, model_name: str | None = None, block
     ``block_info`` maps block names to ``{"params": {name: type}, "doc": str}`` (declared param
     order and types give constructor signatures and annotations; docs become class docstrings).
     """
-    _EXTRA.clear()
+    return generate_classes(graph, spec_label, model_name, block_info)[0]
+
+
+def generate_classes(graph: Graph, spec_label: str, model_name: str | None = None,
+                     block_info: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, list[_Class]]:
+    """:func:`generate`, plus the generated block classes (name, block, arguments, instances, input bindings)."""
     gen = _Gen(graph, class_name(model_name or graph.name), block_info or {})
     name = gen.model_name
     gen.visit_children(graph)
     for cls in gen.order:  # every class name is known now: constructor arguments must not shadow one
         cls.assign_arg_names(gen.names | {"i"})
     emitted: list[_Emitted] = []
-    for cls in gen.order:
+    for cls in gen.order:  # children come first: a parent reads its children's arguments and output sizes
         bodies = [n.body for n in cls.instances]  # type: ignore[misc]
         envs = [_env(n) for n in cls.instances]
-        em = _ClassEmitter(gen, cls, bodies, envs, _exprs_of(bodies[0]))
+        em = _ClassEmitter(gen, cls, bodies, envs)
         em.emit()
-        _EXTRA[id(cls)] = em.sym.extra
+        cls.extra = em.sym.extra
+        cls.extra_origin = em.sym.extra_origin
+        cls.out_types = em.out_types
         used = [p for p in cls.param_decls if p in em.sym.used]
         cls.args = [(cls.arg_names[p], _annotation(cls.param_decls[p])) for p in used] + [(e, "") for e in em.sym.extra]
         emitted.append(_emit_class(cls.name, _doc_text(cls.doc), cls.args, em, bodies[0]))
-    top = _ClassEmitter(gen, _Class(None, name, None, ""), [graph], [{}], [])
+    top = _ClassEmitter(gen, _Class(None, name, None, ""), [graph], [{}])
     top.emit()
     emitted.append(_emit_class(name, _doc_text(graph.meta.get("doc", "") or graph.name), [], top, graph))
     helpers = [HELPERS[h] for h in helper_closure(gen.helpers)]
@@ -663,7 +1040,7 @@ def generate(graph: Graph, spec_label: str, model_name: str | None = None, block
         param_dtype=first.dtype if first.dtype in ("float64", "float16", "bfloat16") else None,
     )
     ast.parse(src)
-    return src
+    return src, list(gen.order)
 
 
 def _emit_class(name: str, doc: str, args: list[tuple[str, str]], em: _ClassEmitter, body: Graph) -> _Emitted:
