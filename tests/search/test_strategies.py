@@ -1,0 +1,124 @@
+"""Strategy registry, options (space file and command line), darts/pcdarts end to end through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from archc.cli import main
+from archc.search.space import load_space
+from archc.search.strategies import STRATEGIES, Strategy, get_strategy, register, resolve_options
+from archc.search.strategies.darts import DartsOptions, run_darts
+from archc.search.strategies.pcdarts import PcdartsOptions
+
+from .conftest import ROOT, write_space
+
+torch.set_num_threads(1)
+
+SMALL = """\
+archc: 1
+name: small_cells
+base: {base}
+cells:
+  low: {{nodes: 4, ops: [none, skip, cdc, conv], edges: low_edges, output: low_out, op_table: edge_ops}}
+constraints: {{params: 5.0e6}}
+objectives: {{val_loss: minimize}}
+evaluator:
+  task: depth
+  data: {{source: digits, train: 64, val: 64, seed: 0}}
+  proxy: {{img: 16, map_size: 4, stem_width: 8, width: 8, head: [8]}}
+  train: {{epochs: 1, batch_size: 32, optimizer: adam, lr: 0.003}}
+strategy:
+{strategy}
+"""
+
+
+def small_space(tmp_path: Path, strategy: str = "  darts: {epochs: 2, max_batches: 1}") -> Path:
+    text = SMALL.format(base=(ROOT / "specs" / "cdcn_cells.yaml").as_posix(), strategy=strategy)
+    p = tmp_path / "small.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_registry_is_explicit_and_loud() -> None:
+    assert set(STRATEGIES) >= {"sample", "darts", "pcdarts", "spos"}
+    assert get_strategy("darts").options_class() is DartsOptions
+    with pytest.raises(ValueError, match="registered twice"):
+        register(Strategy("darts", "x", "run", None, "again"))
+    with pytest.raises(Exception, match="did you mean 'pcdarts'"):
+        get_strategy("pcdart")
+
+
+def test_options_layer_defaults_space_file_and_command_line(tmp_path: Path) -> None:
+    space = load_space(small_space(tmp_path, "  pcdarts: {epochs: 7, arch_lr: 0.001}"))
+    opts = resolve_options("pcdarts", space, {"epochs": 3})
+    assert isinstance(opts, PcdartsOptions)
+    assert (opts.epochs, opts.arch_lr, opts.partial_channels, opts.warmup) == (3, 0.001, 4, 0.3)
+    d = resolve_options("darts", space)
+    assert (d.partial_channels, d.arch_lr, d.warmup) == (1, 3e-4, 0.0)
+
+
+def test_bad_strategy_options_point_at_the_space_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = small_space(tmp_path, "  darts: {epochs: 0}")
+    assert main(["search", str(p), "--strategy", "darts", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert f"{p}:" in err and "epochs" in err and "Traceback" not in err
+    line = next(n for n, text in enumerate(p.read_text().splitlines(), 1) if "epochs: 0" in text)
+    assert f"{p}:{line}:" in err
+    p = small_space(tmp_path, "  dart: {epochs: 1}")
+    assert main(["search", str(p), "--strategy", "darts"]) == 1
+    assert "unknown strategy 'dart'" in capsys.readouterr().err
+    p = small_space(tmp_path)
+    assert main(["search", str(p), "--strategy", "darts", "--set", "ordr=2"]) == 1
+    assert "did you mean 'order'" in capsys.readouterr().err
+    assert main(["search", str(p), "--strategy", "darts", "--storage", "x.db"]) == 1
+    assert "--storage does not apply to --strategy darts" in capsys.readouterr().err
+    assert main(["search", str(p), "--strategy", "nope"]) == 1
+    assert "unknown search strategy 'nope'" in capsys.readouterr().err
+    assert main(["search", str(p), "--epochs", "2"]) == 1
+    assert "apply to the one-shot strategies" in capsys.readouterr().err
+    assert main(["search", str(write_space(tmp_path)), "--strategy", "darts"]) == 1
+    assert "has none" in capsys.readouterr().err
+
+
+def test_darts_from_the_command_line_writes_a_compilable_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = small_space(tmp_path)
+    out = tmp_path / "run"
+    assert main(["search", str(p), "--strategy", "darts", "--out", str(out), "--seed", "1"]) == 0
+    cap = capsys.readouterr()
+    assert "darts: epoch 2/2" in cap.err and "α argmax low:" in cap.err and "train_loss" in cap.err
+    assert "derived" in cap.out
+    for name in ("derived.yaml", "alpha.csv", "alpha.svg", "history.json", "summary.json", "supernet.py", "supernet.pt"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "alpha.csv").open()))
+    edges = [r for r in rows if r["edge"] != "beta"]
+    assert len(edges) == 10 and all(abs(sum(float(r[o]) for o in ("none", "skip", "cdc", "conv")) - 1) < 1e-5
+                                    for r in edges)
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2] and all(math.isfinite(h["val_loss"]) for h in hist)
+    summary = json.loads((out / "summary.json").read_text())
+    space = load_space(p)
+    assert space.materialize(summary["derived"]).reason is None
+    assert summary["cost_full_size"]["params"] > 0
+    assert main(["compile", str(out / "derived.yaml"), "-o", str(tmp_path / "derived.py")]) == 0
+    # the derived spec is the derived architecture: compiling it equals materializing the choice
+    from archc.search.runner import ModelBuilder
+
+    graph = ModelBuilder(space).graph(space.materialize(summary["derived"]).overrides)
+    n_params = sum(p.numel() for p in ModelBuilder(space).module(graph).parameters())
+    assert f"{n_params:,}" in capsys.readouterr().out
+
+
+def test_second_order_and_partial_channels_run(tmp_path: Path) -> None:
+    space = load_space(small_space(tmp_path))
+    res = run_darts(space, DartsOptions(epochs=1, max_batches=1, order=2, seed=0), out=tmp_path / "so")
+    rec = res.history[0]
+    assert math.isfinite(rec.train_loss) and rec.arch_loss is not None and math.isfinite(rec.arch_loss)
+    res = run_darts(space, {"epochs": 2, "max_batches": 1, "partial_channels": 4, "warmup": 0.5}, out=tmp_path / "pc")
+    assert [h.arch_frozen for h in res.history] == [True, False]
+    assert any("edge_beta" in row for row in res.history[-1].alpha)
