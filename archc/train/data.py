@@ -59,20 +59,14 @@ class TensorData:
         return replace(self, x_train=move(self.x_train), y_train=move(self.y_train), x_val=move(self.x_val),
                        y_val=move(self.y_val), live_train=move(self.live_train), live_val=move(self.live_val))
 
-    @property
-    def live_mean(self) -> float:
-        """The mean value of the live training depth maps (1.0 when there are none)."""
-        if self.live_train is None or not bool((self.live_train > 0.5).any()):
-            return 1.0
-        return float(self.y_train[self.live_train > 0.5].mean())
-
 
 @dataclass
 class DatasetData:
     """Dataset splits read from disk; items are ``(image C×H×W, target)``.
 
-    ``live_val`` holds the live/spoof labels of the validation items in order (depth task);
-    ``live_mean`` is the mean value of the live training depth maps (the liveness threshold is half of it).
+    Depth task: ``live_val`` holds the live/spoof labels of the validation items in order;
+    ``calibration`` is a fixed set of training items without augmentation (labels ``calibration_live``)
+    on which the liveness threshold is chosen (see :mod:`archc.train.metrics`).
     """
 
     task: str
@@ -80,7 +74,8 @@ class DatasetData:
     val: Dataset
     classes: int
     live_val: torch.Tensor | None = None
-    live_mean: float = 1.0
+    calibration: Dataset | None = None
+    calibration_live: torch.Tensor | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -30,6 +30,8 @@ from archc.train.errors import TrainError
 __all__ = ["IMAGE_SUFFIXES", "ImageSplit", "ImageDataset", "scan_image_folder", "image_folder_data"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: training images scored (without augmentation) to choose the liveness threshold of the depth task
+CALIBRATION = 2048
 
 
 @dataclass
@@ -191,20 +193,6 @@ class ImageDataset(Dataset):
         return x, to_tensor(apply_crop(_depth_image(dpath), crop, ow, oh))[0]
 
 
-def _live_mean(split: ImageSplit, out_hw: tuple[int, int], limit: int = 256) -> float:
-    """Mean value of the live training maps at the output size, from up to ``limit`` maps spread over the split."""
-    live = [d for d, lab in zip(split.depth, split.labels) if lab == 1]
-    if not live or any(d is None for d in live):
-        return 1.0
-    step = max(1, len(live) // limit)
-    vals = []
-    for d in live[::step][:limit]:
-        assert d is not None
-        im = _depth_image(d).resize((out_hw[1], out_hw[0]))
-        vals.append(float(np.asarray(im, dtype=np.float32).mean()))
-    return float(np.mean(vals))
-
-
 def image_folder_data(root: str | Path, task: str, input_shape: tuple[int, int, int], out_hw: tuple[int, int] | None = None,
                       *, val_fraction: float = 0.2, seed: int = 0, depth_root: str | Path | None = None) -> DatasetData:
     """An image folder as :class:`DatasetData` for a model taking ``input_shape`` (C, H, W)."""
@@ -218,5 +206,10 @@ def image_folder_data(root: str | Path, task: str, input_shape: tuple[int, int, 
         return DatasetData(task, ds_train, ds_val, len(classes), description=desc)
     assert out_hw is not None
     desc += ", depth maps from " + str(depth_root) if depth_root is not None else ", live targets all-ones maps"
+    # the liveness threshold is chosen on up to CALIBRATION training images (fixed, spread over the split,
+    # without augmentation): scoring the whole training split every epoch would cost a third of an epoch
+    idx = np.linspace(0, len(train) - 1, num=min(CALIBRATION, len(train))).round().astype(int).tolist()
+    calib = train.subset(sorted(set(idx)))
     return DatasetData(task, ds_train, ds_val, 2, live_val=torch.tensor(val.labels, dtype=torch.float32),
-                       live_mean=_live_mean(train, out_hw), description=desc)
+                       calibration=ImageDataset(calib, c, (h, w), False, task, out_hw),
+                       calibration_live=torch.tensor(calib.labels, dtype=torch.float32), description=desc)

@@ -185,10 +185,13 @@ class Trainer:
             return validate(self.model, data.to(self.device), opts.val_batch_size, self.loss_fn, amp=self.amp)
         from torch.utils.data import DataLoader
 
-        loader = DataLoader(data.val, batch_size=opts.val_batch_size, shuffle=False, num_workers=opts.workers,
-                            pin_memory=self.device.type == "cuda")
-        return validate_batches(self.model, loader, data.task, self.device, data.live_val, data.live_mean, self.loss_fn,
-                                amp=self.amp, channels_last=self.channels_last)
+        def loader(ds: Any) -> DataLoader | None:
+            return None if ds is None else DataLoader(ds, batch_size=opts.val_batch_size, shuffle=False,
+                                                      num_workers=opts.workers, pin_memory=self.device.type == "cuda")
+
+        return validate_batches(self.model, loader(data.val), data.task, self.device, data.live_val,  # type: ignore[arg-type]
+                                loader(data.calibration), data.calibration_live, self.loss_fn, amp=self.amp,
+                                channels_last=self.channels_last)
 
     # ---------------------------------------------------------------------------------------------------
     def state_dict(self, batches: TensorBatches | LoaderBatches, meta: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -13,11 +13,11 @@ from archc.search import evaluate
 from archc.train import losses
 from archc.train.checkpoint import load_checkpoint
 from archc.train.config import TrainOptions
-from archc.train.data import TensorBatches
+from archc.train.data import TensorBatches, TensorData
 from archc.train.device import resolve_device
 from archc.train.errors import NonFiniteError, TrainError
 from archc.train.loop import Trainer
-from archc.train.metrics import validate
+from archc.train.metrics import acer_threshold, validate
 
 from .conftest import build, spec_source, tensor_data
 
@@ -196,3 +196,33 @@ def test_bad_options_are_errors() -> None:
     with pytest.raises(TrainError, match="not one step"):
         Trainer(build(spec_source()), TrainOptions(batch_size=8, max_batches=None, device="cpu")).fit(
             tensor_data(n_train=0, n_val=8))
+
+
+def test_acer_threshold_hand_cases() -> None:
+    live = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    assert acer_threshold(torch.tensor([0.1, 0.2, 0.3, 0.4]), live) == pytest.approx(0.25)
+    assert acer_threshold(torch.tensor([0.1, 0.1, 0.1, 0.1]), live) == pytest.approx(-0.9)  # no separation: lowest
+    # one spoof above the lives: best is to give up that spoof (ACER 0.25), not the two lives (ACER 0.5)
+    assert acer_threshold(torch.tensor([0.1, 0.9, 0.5, 0.6]), torch.tensor([0.0, 0.0, 1.0, 1.0])) == pytest.approx(0.3)
+
+
+class _Maps(torch.nn.Module):
+    """Predicts 1/100 of the true depth map: far below the target scale, perfectly separable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.01 * x[:, :1, :4, :4] + 0.0 * self.w
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+
+def test_depth_metrics_rank_shrunk_maps_correctly() -> None:
+    """Early in training predicted maps are small; a threshold chosen on the training scores still separates."""
+    g = torch.Generator().manual_seed(0)
+    live_tr, live_va = (torch.arange(40) % 2).float(), (torch.arange(20) % 2).float()
+    x_tr = (0.5 + 0.5 * torch.rand(40, 1, 4, 4, generator=g)) * live_tr.view(-1, 1, 1, 1)
+    x_va = (0.5 + 0.5 * torch.rand(20, 1, 4, 4, generator=g)) * live_va.view(-1, 1, 1, 1)
+    data = TensorData("depth", x_tr, x_tr[:, 0], x_va, x_va[:, 0], 2, live_tr, live_va)
+    m = validate(_Maps(), data)
+    assert m["val_acc"] == 1.0 and m["val_acer"] == 0.0 and m["val_auc"] == 1.0
