@@ -15,6 +15,7 @@ Cost conventions (stated once, used everywhere):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -74,6 +75,8 @@ class Attr:
     doc: str = ""
     min: float | None = None
     choices: tuple[Any, ...] | None = None
+    #: a float attribute may be ±inf (a padding value); NaN is never accepted
+    allow_inf: bool = False
 
     def __post_init__(self) -> None:
         assert self.kind in _KINDS, self.kind
@@ -95,6 +98,7 @@ class Attr:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise OpCheckError(f"attribute '{self.name}' must be a number, got {value!r}", self.name)
             v = float(value)
+            self._finite(v)
             self._bound(v)
             return v
         if k == "bool":
@@ -130,8 +134,21 @@ class Attr:
         if k == "floats":
             if not isinstance(value, (list, tuple)):
                 raise OpCheckError(f"attribute '{self.name}' must be a list of numbers, got {value!r}", self.name)
-            return tuple(float(x) for x in value)
+            v4 = []
+            for x in value:
+                if isinstance(x, bool) or not isinstance(x, (int, float)):
+                    raise OpCheckError(f"attribute '{self.name}' must be a list of numbers, got {value!r}", self.name)
+                v4.append(float(x))
+                self._finite(v4[-1])
+            return tuple(v4)
         raise AssertionError(k)
+
+    def _finite(self, v: float) -> None:
+        """NaN never; ±inf only where the op declares it (a NaN eps or momentum would compile to a broken module)."""
+        if math.isnan(v) or (math.isinf(v) and not self.allow_inf):
+            allowed = "a number or ±inf" if self.allow_inf else "a finite number"
+            raise OpCheckError(f"attribute '{self.name}' must be {allowed}, got {v!r}", self.name,
+                               hint=f"write a finite value for '{self.name}'" + (f" (default {self.default!r})" if self.default not in (None, REQUIRED) else ""))
 
     def _bound(self, v: float) -> None:
         if self.min is not None and v < self.min:

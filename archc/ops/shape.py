@@ -282,7 +282,7 @@ class Pad(Op):
 
     name = "pad"
     doc = "Constant padding as F.pad: pairs (before, after) from the last axis backwards; never the batch axis."
-    attrs = (Attr("pads", "ints", doc="(before, after) pairs, last axis first"), Attr("value", "float", 0.0))
+    attrs = (Attr("pads", "ints", doc="(before, after) pairs, last axis first"), Attr("value", "float", 0.0, allow_inf=True))
 
     def check(self, a: dict[str, Any]) -> None:
         if not a["pads"] or len(a["pads"]) % 2:
