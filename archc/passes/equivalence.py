@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+import math
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
@@ -70,8 +71,27 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, A
         got = given[k]
         if not isinstance(got, torch.Tensor):
             raise CheckpointError(f"{source}: key '{k}' is not a tensor")
+        if got.layout != torch.strided or got.is_meta:
+            kind = "a meta tensor (no data)" if got.is_meta else f"a {str(got.layout).replace('torch.', '')} tensor"
+            raise CheckpointError(f"{source}: key '{k}' is {kind}; a state_dict of dense tensors is expected",
+                                  hint="save the checkpoint from a materialized model (x.to_dense() for sparse tensors)")
         if tuple(got.shape) != tuple(v.shape):
             raise CheckpointError(f"{source}: key '{k}' has shape {list(got.shape)}, the model expects {list(v.shape)}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            bad = int((~torch.isfinite(got)).sum())
+            raise CheckpointError(f"{source}: tensor '{k}' holds {bad} non-finite value(s) (NaN or inf)",
+                                  hint="the checkpoint is corrupt or diverged; a converted model would be meaningless")
+
+
+def rel_error(ref: torch.Tensor, got: torch.Tensor) -> float:
+    """max|ref − got| / max|ref|; inf when either side holds a NaN or inf (a non-finite output never passes)."""
+    if not bool(torch.isfinite(ref).all()) or not bool(torch.isfinite(got).all()):
+        return math.inf
+    if ref.shape != got.shape:
+        return math.inf
+    if ref.numel() == 0:
+        return 0.0
+    return float((ref - got).abs().max()) / max(float(ref.abs().max()), 1e-30)
 
 
 class Reference:
@@ -96,10 +116,9 @@ class Reference:
         with torch.no_grad():
             out = cand(*self.inputs)
         outs = out if isinstance(out, tuple) else (out,)
-        err = 0.0
+        err = 0.0 if len(outs) == len(self.outputs) else math.inf
         for x, y in zip(self.outputs, outs):
-            scale = max(float(x.abs().max()), 1e-30)
-            err = max(err, float((x - y).abs().max()) / scale)
+            err = max(err, rel_error(x, y))
         return err
 
 
