@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import inspect
 import keyword
 import re
 from collections.abc import Mapping
@@ -41,21 +42,14 @@ from archc.ir.types import TensorType
 from archc.ops import HELPERS, REGISTRY
 from archc.ops.base import Call, Lowering
 from archc.spec.expand import _MODULE_ATTRS
-from archc.spec.expr import compile_expr
+from archc.spec.expr import compile_expr, divisible
 
 __all__ = ["generate", "generate_classes", "class_name"]
 
 _TEMPLATE_DIR = Path(__file__).parent
 _FN_MAP = {"ceil": "math.ceil", "floor": "math.floor", "sqrt": "math.sqrt", "divisible": "_divisible"}
-_DIVISIBLE = '''
-def _divisible(v: float, d: int = 8, min_value: int = 0) -> int:
-    """Round v to the nearest multiple of d, at least min_value (default d) and >= 90% of v."""
-    min_value = min_value or d
-    new_v = max(min_value, int(v + d / 2) // d * d)
-    if new_v < 0.9 * v:
-        new_v += d
-    return new_v
-'''
+# the analyser's own function, emitted by source: validate and the generated module compute the same widths
+_DIVISIBLE = inspect.getsource(divisible).replace("def divisible(", "def _divisible(", 1)
 
 
 #: module-level names of generated files (imports, constants, the factory, the divisible helper) and
@@ -97,6 +91,23 @@ def class_name(name: str) -> str:
     if not out or out[0].isdigit():
         out = "M" + out
     return out
+
+
+def to_python(src: str) -> str:
+    """A spec expression as the Python that generated code evaluates (functions mapped to their helpers)."""
+
+    class T(ast.NodeTransformer):
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            self.generic_visit(node)
+            if isinstance(node.func, ast.Name) and node.func.id in _FN_MAP:
+                node.func = ast.Name(_FN_MAP[node.func.id])
+            return node
+
+    return ast.unparse(T().visit(compile_expr(src).tree))
+
+
+#: the module-level definitions an expression from :func:`to_python` may call
+HELPER_SOURCE = "import math\n\n" + _DIVISIBLE
 
 
 # -- structure ---------------------------------------------------------------------------------

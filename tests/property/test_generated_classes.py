@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from archc.backends.pytorch.codegen import generate_classes
+
 from archc.compiler import CompileOptions, block_info, build_graph
 from archc.cost.model import graph_cost
 from archc.diagnostics import ArchcError
