@@ -333,3 +333,28 @@ def test_spos_runs_on_the_gpu(tmp_path: Path) -> None:
                    out=tmp_path / "run")
     assert res.supernet["device"].startswith("cuda")
     assert res.files["derived"].exists() and res.topk[0]["retrained"]["val_loss"] > 0
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_children_left_running_by_a_dead_process_are_failed_on_resume(tmp_path: Path) -> None:
+    import subprocess
+
+    from archc.search.runner import make_storage
+    from archc.search.strategies.spos import _open_study
+    from archc.search.trial import host
+
+    space = load_space(small_space(tmp_path))
+    storage, _ = make_storage(None, tmp_path)
+    study = optuna.create_study(study_name="s", storage=storage, directions=space.directions)
+    proc = subprocess.Popen(["true"])  # a finished process: its pid names no live process
+    proc.wait()
+    t_dead = study.ask()
+    t_dead.set_user_attr("worker", f"{host()}:{proc.pid}")
+    t_live = study.ask()
+    t_live.set_user_attr("worker", f"{host()}:1")  # pid 1 is alive
+    study.set_user_attr("supernet_digest", "x")
+    again, _ = _open_study(space, tmp_path, None, "s", 0, "x", lambda s: None)
+    states = {t.number: t.state for t in again.get_trials(deepcopy=False)}
+    assert states[t_dead.number] == TrialState.FAIL and states[t_live.number] == TrialState.RUNNING
+    with pytest.raises(SearchError, match="scored its children with another supernet"):
+        _open_study(space, tmp_path, None, "s", 0, "y", lambda s: None)

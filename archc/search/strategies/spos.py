@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -72,14 +73,14 @@ OPTION_DOCS = {
 class SposOptions:
     """Options of the ``spos`` strategy (defaults fit the bundled CDC space on a 2-core CPU)."""
 
-    epochs: int = 8
+    epochs: int = 50
     batch_size: int | None = None
     lr: float = 0.025
     lr_min: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
-    children: int = 60
+    children: int = 100
     bn_batches: int = 4
     bn_batch_size: int = 64
     topk: int = 3
@@ -198,9 +199,17 @@ def _open_study(space: SearchSpace, out: Path, storage: str | None, name: str, s
     if existing == 0:
         for pname in space.study.enqueue:
             study.enqueue_trial(space.point(pname), skip_if_exists=True)
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:  # a killed earlier run: its in-flight child is re-asked, not left running forever
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    from archc.search.trial import host, pid_alive
+
+    me = host()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # a child left running by a killed run of this machine is failed (its sampler slot is asked again);
+        # children of live processes are left alone
+        h, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if h == me and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            study._storage.set_trial_user_attr(t._trial_id, "status", "failed")
+            study._storage.set_trial_user_attr(t._trial_id, "reason", "stale: its process ended without finishing it")
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     if existing:
         say(f"spos: resuming study '{name}' ({existing} trials in {desc})")
     return study, desc

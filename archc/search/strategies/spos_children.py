@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ class _Children:
         self.cache: dict[str, tuple[dict[str, float], int]] = {}
         self.counts = {"scored": 0, "reused": 0, "rejected": 0, "infeasible": 0, "failed": 0}
         self.seconds: list[float] = []
+        from archc.search.trial import host
+
+        self.worker = f"{host()}:{os.getpid()}"
         from optuna.trial import TrialState
 
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -120,6 +124,7 @@ class _Children:
         t0 = time.perf_counter()
         metrics: dict[str, Any] = {}
         violation = [0.0] * (1 + len(self.keys))
+        trial.set_user_attr("worker", self.worker)
         status, reason, values = "complete", "", None
         try:
             raw = self.space.sample(trial)
