@@ -97,6 +97,17 @@ class DistContext:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
+    def broadcast_buffers(self, model: nn.Module) -> None:
+        """Give every process rank 0's buffers (BatchNorm running statistics).
+
+        DDP broadcasts buffers before each forward pass, so after the last step of an epoch each process
+        holds the statistics of its own last batch; validating with rank 0's makes every process report
+        the same metrics (with SyncBatchNorm they agree already).
+        """
+        if self.active:
+            for b in model.buffers():
+                dist.broadcast(b.data, src=0)
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

@@ -201,7 +201,7 @@ def image_folder_data(root: str | Path, task: str, input_shape: tuple[int, int, 
     c, h, w = input_shape
     ds_train = ImageDataset(train, c, (h, w), True, task, out_hw)
     ds_val = ImageDataset(val, c, (h, w), False, task, out_hw)
-    desc = f"image folder {root} ({', '.join(classes)}; {len(train)} train, {len(val)} val)"
+    desc = f"image folder {root} ({', '.join(classes)})"
     if task != "depth":
         return DatasetData(task, ds_train, ds_val, len(classes), description=desc)
     assert out_hw is not None

@@ -124,6 +124,7 @@ class Trainer:
             if not math.isfinite(train_loss):
                 raise NonFiniteError(f"the training loss is {train_loss} in epoch {epoch + 1}")
             seconds = time.perf_counter() - t0
+            self.dist.broadcast_buffers(self.model)
             metrics = {"train_loss": train_loss, **self.evaluate(data)}
             lr = self.optimizer.param_groups[0]["lr"] if self.optimizer.param_groups else 0.0
             self.epoch = epoch + 1

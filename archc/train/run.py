@@ -43,6 +43,8 @@ class TrainRun:
     device: str
     files: dict[str, Path] = field(default_factory=dict)
     model: nn.Module | None = None
+    #: this process's rank under torchrun (0 when not distributed): only rank 0 wrote the files
+    rank: int = 0
 
 
 def _task_of(out_shape: tuple[int, ...]) -> str:
@@ -103,7 +105,7 @@ def train_spec(spec: str | Path, *, data: str = "digits", out: str | Path, optio
         write_atomic(out / MODULE, res.source)
     if log is not None and dist.is_main:
         n_tr, n_va = dataset.sizes
-        what = "in memory" if isinstance(dataset, TensorData) else f"{options.workers} loader workers"
+        what = "in memory" if isinstance(dataset, TensorData) else f"{options.workers} DataLoader worker(s)"
         log(f"{g.meta.get('title', g.name)}: {sum(p.numel() for p in model.parameters()):,} params, input {list(in_shape)}, "
             f"task {task}; data {getattr(dataset, 'description', data)} ({n_tr} train, {n_va} val, {what}); "
             f"device {device}" + (f", {dist.world} processes" if dist.active else ""))
@@ -119,7 +121,7 @@ def train_spec(spec: str | Path, *, data: str = "digits", out: str | Path, optio
             raise TrainError(_worker_message(exc), hint="remove or replace the file") from None
         raise
     files = {"module": out / MODULE, "checkpoint": out / CHECKPOINT, "metrics": out / METRICS, "weights": out / WEIGHTS}
-    return TrainRun(metrics, trainer.epoch, out, task, str(data), str(device), files, trainer.model)
+    return TrainRun(metrics, trainer.epoch, out, task, str(data), str(device), files, trainer.model, dist.rank)
 
 
 def _check_resume(path: Path, source_hash: str) -> None:

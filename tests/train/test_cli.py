@@ -47,7 +47,7 @@ def test_image_folder_with_loader_workers(tmp_path: Path, capsys: pytest.Capture
             "--epochs", "2", "--out", str(out), "--workers", "2", "--batch-size", "8", "--lr", "0.02", "--threads", "1"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "48 train, 16 val" in text and "2 loader workers" in text
+    assert "48 train, 16 val, 2 DataLoader worker(s)" in text
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(np.isfinite(float(r["val_loss"])) for r in rows)
     assert 0.0 <= float(rows[-1]["val_acc"]) <= 1.0
