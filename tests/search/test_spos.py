@@ -336,6 +336,7 @@ def test_spos_runs_on_the_gpu(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_children_left_running_by_a_dead_process_are_failed_on_resume(tmp_path: Path) -> None:
     import subprocess
 
