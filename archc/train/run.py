@@ -74,6 +74,8 @@ def train_spec(spec: str | Path, *, data: str = "digits", out: str | Path, optio
     ...                  data="digits", out="runs/r18", options=TrainOptions(epochs=5))     # doctest: +SKIP
     """
     out = Path(out)
+    if not 0.0 < val_fraction < 1.0:
+        raise TrainError(f"--val-fraction must lie between 0 and 1, got {val_fraction}", hint="e.g. --val-fraction 0.2")
     if out.exists() and not out.is_dir():
         raise TrainError(f"--out '{out}' is a file, not a folder", hint="name a folder for the run's outputs")
     device = resolve_device(options.device)

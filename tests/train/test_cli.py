@@ -108,7 +108,9 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     _fails([*base, "--data", "digits", "-p", "num_classes=10", "--out", str(tmp_path / "o8")], capsys, "already holds a training run")
     _fails([*base, "--data", "digits", "-p", "num_classes=10", "-p", "width=4", "--out", str(tmp_path / "o8"), "--resume"], capsys,
            "written for another model")
+    _fails([*base, "--val-fraction", "1.5", "--out", str(tmp_path / "o11")], capsys, "between 0 and 1")
     (tmp_path / "x.txt").write_text("x")
+    _fails([*base, "--out", str(tmp_path / "x.txt")], capsys, "is a file, not a folder")
     _fails([*base, "--data", str(tmp_path / "x.txt"), "--out", str(tmp_path / "o9")], capsys, "not a .npz archive")
     bad = write_images(tmp_path / "bad", ["a", "b"], 6)
     for f in bad:
