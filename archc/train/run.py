@@ -99,6 +99,9 @@ def train_spec(spec: str | Path, *, data: str = "digits", out: str | Path, optio
     source_hash = hashlib.sha256(res.source.encode()).hexdigest()[:16]
     if resume:
         _check_resume(out / CHECKPOINT, source_hash)
+    elif (out / CHECKPOINT).exists():  # checked before model.py is written: another run's files stay as they are
+        raise TrainError(f"'{out}' already holds a training run ({CHECKPOINT})",
+                         hint="pass --resume to continue it, or choose another --out folder")
     from archc.passes.equivalence import module_from_source
 
     torch.manual_seed(options.seed)

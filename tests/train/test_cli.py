@@ -105,7 +105,10 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     _fails([*base, "--data", "digits", "-p", "num_classes=10", "--out", str(tmp_path / "o7"), "--resume"], capsys, "nothing to resume")
     assert main([*base, "--data", "digits", "-p", "num_classes=10", "--out", str(tmp_path / "o8")]) == 0
     capsys.readouterr()
-    _fails([*base, "--data", "digits", "-p", "num_classes=10", "--out", str(tmp_path / "o8")], capsys, "already holds a training run")
+    before = (tmp_path / "o8" / "model.py").read_text()
+    _fails([*base, "--data", "digits", "-p", "num_classes=10", "-p", "width=4", "--out", str(tmp_path / "o8")], capsys,
+           "already holds a training run")
+    assert (tmp_path / "o8" / "model.py").read_text() == before
     _fails([*base, "--data", "digits", "-p", "num_classes=10", "-p", "width=4", "--out", str(tmp_path / "o8"), "--resume"], capsys,
            "written for another model")
     _fails([*base, "--val-fraction", "1.5", "--out", str(tmp_path / "o11")], capsys, "between 0 and 1")
