@@ -19,9 +19,12 @@ failure of a run is printed when it happens, not only written to its trial log.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -181,7 +184,7 @@ def _open_study(space: SearchSpace, space_path: str | Path, handle: StorageHandl
     return study, slot
 
 
-def _fail_dead_workers(study: Any, retries: int, say: Callable[[str], None]) -> int:
+def _fail_dead_workers(study: Any, retries: int, grace: float, say: Callable[[str], None]) -> int:
     """Fail and queue again the RUNNING trials of dead workers.
 
     Any host: Optuna's heartbeat check (``fail_stale_trials``, which runs the retry callback). This
@@ -195,9 +198,16 @@ def _fail_dead_workers(study: Any, retries: int, say: Callable[[str], None]) -> 
     n = len({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))} - before)
     me, here = os.getpid(), host()
     callback = retry_callback(retries)
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         h, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if h != here or not pid.isdigit() or int(pid) == me or pid_alive(int(pid)):
+        if "worker" not in t.user_attrs:
+            # asked, then killed before it recorded its worker or a heartbeat (RDBStorage never calls
+            # such a trial stale): failed once it is older than the grace period
+            start = t.datetime_start
+            if start is None or (now - start.replace(tzinfo=None)).total_seconds() <= grace:
+                continue
+        elif h != here or not pid.isdigit() or int(pid) == me or pid_alive(int(pid)):
             continue
         try:
             if not study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
@@ -229,6 +239,36 @@ def _interrupted(study: Any, trial: Any) -> None:
             retry_callback(None)(study, t)  # an interrupt is not the trial's fault: no retry limit
     except (optuna.exceptions.OptunaError, KeyError, OSError):  # a later run fails it as stale instead
         pass
+
+
+def _interrupt_once() -> Callable[[], None]:
+    """Raise KeyboardInterrupt on the first SIGINT only; later ones are ignored while the trial is failed and
+    queued again (Ctrl-C reaches a worker twice under ``--workers``: from the terminal and from the parent).
+    Returns the function that restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    seen = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not seen:
+            seen.append(signum)
+            raise KeyboardInterrupt
+
+    prev = signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, prev)
+
+
+class _sigint_deferred:  # noqa: N801 - used as a context manager
+    """Hold SIGINT back while a trial is asked, so that an interrupt never leaves an asked trial unknown."""
+
+    def __enter__(self) -> None:
+        self.on = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+        if self.on:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.on:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _evaluated(trials: Sequence[Any]) -> int:
@@ -294,6 +334,8 @@ def run_search(space_path: str | Path, *, trials: int | None = None, timeout: fl
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         # archc drives heartbeats itself around ask/tell (see _Driver._run_one)
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        # a retried trial inherits its original's constraints (same params: the same values)
+        warnings.filterwarnings("ignore", message="The constraint value is ignored because this constraint")
         if workers > 1:
             from archc.search.parallel import run_parallel
 
@@ -376,18 +418,19 @@ class _Driver:
         first_failure = ""
         current = None
         bar = self._bar(study) if self.progress else None
+        restore = _interrupt_once()
         try:
             while True:
                 if self.timeout is not None and time.monotonic() - start >= self.timeout:
                     result.stopped, result.timed_out = f"timeout after {self.timeout:g} s", True
                     break
-                _fail_dead_workers(study, self.resilience.retries, self.say)
+                _fail_dead_workers(study, self.resilience.retries, self.resilience.grace, self.say)
                 if attempts >= max_attempts:
                     result.stopped = (f"{attempts} trials attempted without reaching {want} evaluated "
                                       f"(max_attempts; {search.counts['reused']} duplicates, {search.counts['rejected']} "
                                       "rejected)")
                     break
-                with handle.lock():
+                with handle.lock(), _sigint_deferred():
                     trials = study.get_trials(deepcopy=False)
                     done = _evaluated(trials)
                     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
@@ -430,6 +473,7 @@ class _Driver:
             result.interrupted = True
             _interrupted(study, current or search.interrupted)
         finally:
+            restore()
             if bar is not None:
                 bar.close()
 

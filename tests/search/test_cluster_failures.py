@@ -40,6 +40,7 @@ def test_killed_worker_trial_is_retried_with_the_same_params(tmp_path: Path, kin
     if detect == "heartbeat":  # as if the dead worker ran on another machine: only its missing heartbeat tells
         study = load(storage, name)
         study._storage.set_trial_user_attr(running[0]._trial_id, "worker", "elsewhere:1")
+    space.write_text(space.read_text().replace("epochs: 40", "epochs: 1"))  # the retry need not be slow
     b = run(str(space), "--trials", "2", "--out", str(tmp_path / "b"), *opts, timeout=240)
     assert b.returncode == 0, b.stderr[-2000:]
     study = load(storage, name)
@@ -71,13 +72,15 @@ def test_sigint_on_three_workers_leaves_no_orphan_and_a_resumable_study(tmp_path
     assert interrupted and all("interrupted" in t.user_attrs["reason"] for t in interrupted)
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert sorted(t.system_attrs["failed_trial"] for t in waiting) == sorted(t.number for t in interrupted)
-    # resume (one worker, quick): the interrupted trials run again first, with their parameters
+    # resume (one worker, quick): the interrupted trials run again first, with the parameters they had
+    space.write_text(space.read_text().replace("epochs: 20", "epochs: 1"))
     r = run(str(space), "--trials", "4", *opts, "--no-preflight", timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     study = load(storage, name)
     for t in interrupted:
         again = [u for u in study.trials if u.system_attrs.get("failed_trial") == t.number]
-        assert len(again) == 1 and again[0].params == t.params and again[0].state == TrialState.COMPLETE
+        # (a trial interrupted while sampling has only the params drawn so far; the rest are drawn anew)
+        assert len(again) == 1 and t.params.items() <= again[0].params.items() and again[0].state == TrialState.COMPLETE
 
 
 def test_resume_reruns_a_killed_enqueued_trial_zero(tmp_path: Path) -> None:
