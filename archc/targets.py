@@ -217,9 +217,38 @@ def prepare(spec: str | Path, options: CompileOptions | None = None, input_shape
             raise ArchcError(f"--input-shape {','.join(map(str, input_shape))} has rank {len(input_shape)}, "
                              f"the spec's input '{names[0]}' has rank {len(shapes[0])} {tuple(shapes[0])}")
         shapes = [tuple(input_shape)]
+        _check_input_shape(res.source, names[0], tuple(t.concrete(1) for t in g.inputs.values())[0], shapes[0])
     gen = torch.Generator().manual_seed(1234)
     inputs = [torch.randn(s, generator=gen) for s in shapes]
     return Prepared(res, options.pipeline, res.source, cpu_source, converted, inputs, names, fusion, checks, notes)
+
+
+def _check_input_shape(source: str, name: str, spec_shape: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    """Refuse an --input-shape the generated module cannot take, before any target sees it.
+
+    The module is built and run on the meta device (no memory, no compute): a size the module fixes
+    (channels, token count, a positional table) fails there with PyTorch's reason, reported as the
+    user's mistake rather than as a target that failed.
+    """
+    if shape == spec_shape:
+        return
+    if len(shape) == 4 and shape[1] != spec_shape[1]:
+        raise ArchcError(f"--input-shape {','.join(map(str, shape))} has {shape[1]} channels; the spec's input '{name}' "
+                         f"has {spec_shape[1]} {spec_shape}", hint=f"keep {spec_shape[1]} channels (only the batch and, "
+                         "where the model allows, the spatial sizes may change)")
+    from archc.passes.equivalence import module_from_source
+
+    try:
+        with torch.device("meta"):
+            model = module_from_source(source).create_model().eval()
+            with torch.no_grad():
+                model(torch.empty(shape))
+    except NotImplementedError:
+        return  # an op without a meta kernel: the targets' own run will tell
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        raise ArchcError(f"the model does not accept --input-shape {','.join(map(str, shape))}: {first_line(exc)}",
+                         hint=f"the spec's input '{name}' is {spec_shape}; change only the sizes the model allows, or "
+                              "set the spec's params instead (-p name=value)") from None
 
 
 def _weights_bytes(state: Mapping[str, torch.Tensor]) -> bytes:

@@ -17,6 +17,10 @@ from archc.ops.base import Attr, Lowering, Op, OpCheckError, register
 __all__ = ["Resize"]
 
 
+#: the largest output side a resize may produce (beyond it PyTorch indexing overflows)
+_MAX_SIDE = 2**31 - 1
+
+
 class Resize(Op):
     """y = interpolate(x, size | scale, mode); align_corners maps corner pixel centres onto each other."""
 
@@ -48,7 +52,11 @@ class Resize(Op):
             ho, wo = a["size"]
         else:
             s = a["scale"]
-            ho, wo = math.floor(float(x.shape[2]) * s), math.floor(float(x.shape[3]) * s)
+            fh, fw = float(x.shape[2]) * s, float(x.shape[3]) * s
+            if not (fh <= _MAX_SIDE and fw <= _MAX_SIDE):  # also catches an overflow to inf
+                raise OpCheckError(f"'resize' scale {s:g} makes {x} larger than {_MAX_SIDE:,} pixels on a side", "scale",
+                                   hint="use a scale that keeps the output a realistic size")
+            ho, wo = math.floor(fh), math.floor(fw)
             if ho < 1 or wo < 1:
                 raise OpCheckError(f"'resize' scale {s} shrinks {x} to an empty {ho}x{wo} output", "scale")
         return [x.with_shape((x.shape[0], x.shape[1], ho, wo))]

@@ -28,7 +28,8 @@ TOP_KEYS = ("archc", "name", "doc", "imports", "params", "variants", "default_va
 LIB_KEYS = ("archc", "name", "doc", "imports", "blocks")
 BLOCK_KEYS = ("doc", "params", "inputs", "graph", "outputs")
 PARAM_TYPES = ("int", "float", "bool", "str", "list", "any")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: \Z, not $: "$" also matches before a final newline, and "conv\n" is no identifier
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass

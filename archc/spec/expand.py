@@ -33,10 +33,12 @@ from archc.spec.document import BlockDef, SpecDoc, check_identifier, check_param
 from archc.spec.expr import evaluate, is_expr
 from archc.spec.loader import YList, YMap
 
-__all__ = ["expand", "MAX_REPEAT", "MAX_NODES"]
+__all__ = ["expand", "MAX_REPEAT", "MAX_NODES", "MAX_DIM"]
 
 MAX_REPEAT = 10_000
 MAX_NODES = 2_000_000
+#: the largest tensor dimension (PyTorch kernels index dimensions with 32-bit integers)
+MAX_DIM = 2**31 - 1
 RESERVED = ("op", "in", "repeat", "when", "names", "doc")
 #: names a node id must not take: nn.Module attributes it would shadow in generated code, and the
 #: module-level names generated code uses (kept literal so expanding a spec never imports torch)
@@ -349,6 +351,12 @@ class _Expander:
             # a rule naming no attribute is about the inputs
             where = attrs.loc_of(exc.attr) if exc.attr in attrs else attrs.loc_of("in", loc) if "in" in attrs else loc
             raise ShapeError(f"node '{nid}' ({op}): {exc} [inputs: {shown}]", where, hint=exc.hint) from None
+        for t in out_types:
+            for d in t.shape:
+                if isinstance(d, int) and d > MAX_DIM:
+                    shown = f"{d:,}" if d < 10**30 else f"a {len(str(d))}-digit number"
+                    raise ShapeError(f"node '{nid}' ({op}): an output dimension is {shown}, above the limit of {MAX_DIM:,}",
+                                     loc, hint="check the sizes and scales that lead here")
         exprs = {k: v for k, v in args.items() if is_expr(v)}
         meta: dict[str, Any] = {"types": tuple(out_types), "in_types": tuple(in_types)}
         if exprs:

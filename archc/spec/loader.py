@@ -215,17 +215,35 @@ def _read(path: Path, spath: str) -> str:
         ) from None
 
 
+def _checked_scalar(path: str, node: Node, value: Any) -> Any:
+    """``value``, unless it is a string that is not valid Unicode (a lone surrogate from a \\ud800 escape)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start]
+            raise SpecError(f"the string holds a lone surrogate \\u{ord(bad):04x}, which is not valid Unicode",
+                            _loc(path, node), hint="remove the escape or write the character itself") from None
+    return value
+
+
 def _construct(path: str, node: Node, loader: yaml.SafeLoader) -> Any:
     if isinstance(node, ScalarNode):
         if node.tag == _VALUE_TAG:
-            return node.value
+            return _checked_scalar(path, node, node.value)
         if node.tag not in _CORE_SCALAR_TAGS:
             raise SpecError(
                 f"YAML tag '{node.tag}' is not allowed (specs are data: only plain scalars, lists and mappings)",
                 _loc(path, node),
                 hint="remove the tag, or quote the value if it is meant as a string",
             )
-        return loader.construct_object(node, deep=True)
+        try:
+            value = loader.construct_object(node, deep=True)
+        except ValueError as exc:  # an integer longer than Python converts from text, a bad base-60 number, ...
+            msg = str(exc).split(";")[0]
+            raise SpecError(f"cannot read the number {node.value[:20]}{'…' if len(node.value) > 20 else ''}: {msg}",
+                            _loc(path, node), hint="write a smaller number (sizes are at most a few billion)") from None
+        return _checked_scalar(path, node, value)
     if isinstance(node, SequenceNode):
         if node.tag != "tag:yaml.org,2002:seq":
             raise SpecError(f"YAML tag '{node.tag}' is not allowed", _loc(path, node), hint="remove the tag")
