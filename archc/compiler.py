@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from archc.spec.document import SpecDoc, load_spec_doc, resolve_params
 from archc.spec.expand import expand
 
 __all__ = ["CompileOptions", "CompileResult", "compile_spec", "build_graph", "write_atomic", "write_artifact",
-           "default_spec", "load_checkpoint"]
+           "default_spec", "load_checkpoint", "input_paths"]
 
 
 @dataclass(frozen=True)
@@ -123,8 +122,10 @@ def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), t
         pipeline = run_pipeline(graph, options.pipeline, state_dict=state, check=options.check, debug=options.debug)
         graph = pipeline.graph
         if state is not None:
-            # convert in float64 so the folds add no rounding beyond the final cast
+            # convert in float64 so the folds add no rounding beyond the final cast, back to the checkpoint's dtype
+            dtype = _floating_dtype(state)
             converted = pipeline.convert({k: v.double() if v.is_floating_point() else v for k, v in state.items()})
+            converted = {k: v.to(dtype) if v.is_floating_point() else v for k, v in converted.items()}
     cost = graph_cost(graph)
     title = doc.name + (f"-{graph.meta['variant']}" if graph.meta.get("variant") else "")
     if options.pipeline != "train":
@@ -134,17 +135,38 @@ def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), t
     return CompileResult(graph, cost, source, doc, train_graph=train_graph, pipeline=pipeline, state_dict=converted)
 
 
-def write_artifact(res: CompileResult, out: Path) -> list[Path]:
-    """Write the generated module (and converted weights beside it) atomically."""
+def _floating_dtype(state: Mapping[str, Any]) -> Any:
+    """The checkpoint's floating dtype (the widest, if it mixes several): converted weights keep it."""
+    import torch
+
+    dtypes = {v.dtype for v in state.values() if isinstance(v, torch.Tensor) and v.is_floating_point()}
+    if not dtypes:
+        return torch.float32
+    return max(dtypes, key=lambda d: (torch.finfo(d).bits, torch.finfo(d).eps < 1e-3))
+
+
+def input_paths(res: CompileResult, weights: str | None = None) -> list[Path]:
+    """Every file a compile read: the spec, the files it imports and the checkpoint (outputs must differ)."""
+    paths = [Path(p) for p in res.doc.sources] or [Path(res.doc.path)]
+    if weights:
+        paths.append(Path(weights))
+    return paths
+
+
+def write_artifact(res: CompileResult, out: Path, weights: str | None = None) -> list[Path]:
+    """Write the generated module (and converted weights beside it) atomically; never over an input."""
     files = [out]
+    pth = out.with_suffix(".pth")
+    from archc._fs import check_distinct
+
+    check_distinct([out, pth] if res.state_dict is not None else [out], input_paths(res, weights))
     if res.state_dict is not None:
         import io
 
         import torch
 
         buf = io.BytesIO()
-        torch.save({k: v.float() if v.is_floating_point() else v for k, v in res.state_dict.items()}, buf)
-        pth = out.with_suffix(".pth")
+        torch.save(dict(res.state_dict), buf)
         write_atomic(pth, buf.getvalue())
         files.append(pth)
     write_atomic(out, res.source)
@@ -153,13 +175,19 @@ def write_artifact(res: CompileResult, out: Path) -> list[Path]:
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``path`` via a temporary file and rename, so a failure never leaves half a file."""
+    """Write ``path`` via a temporary file and rename, so a failure never leaves half a file.
+
+    The file gets the permissions the umask allows; temporaries left by an earlier killed write to
+    the same path are removed first (see :mod:`archc._fs`).
+    """
+    from archc._fs import publish, temp_beside
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -744,9 +744,12 @@ def output_paths(out: str | Path | None, flops: Sequence[float], labels: Sequenc
 
     Without ``out``, every output is ``{stem}_{suffix}.yaml`` in the current folder, even a single one.
     """
-    labels = list(labels) if labels else [f"s{_fmt_ratio(s)}" for s in flops]
+    from archc._fs import safe_stem
+
+    # the stem comes from the spec's name and labels may be user text: plain file names in the working folder
+    labels = [safe_stem(str(lb), "scaled") for lb in labels] if labels else [f"s{_fmt_ratio(s)}" for s in flops]
     if out is None:
-        return [Path(f"{stem}_{lb}.yaml") for lb in labels]
+        return [Path(safe_stem(f"{stem}_{lb}", "scaled") + ".yaml") for lb in labels]
     p = Path(out)
     if len(flops) == 1:
         return [p]
@@ -855,6 +858,9 @@ def write_scaled(res: ScaleResult, out: str | Path) -> Path:
     got = cost_fn(expand(check_doc, env, chosen))
     if (got.macs, got.params, got.acts) != (res.cost.macs, res.cost.params, res.cost.acts):
         raise ArchcError(f"internal error: the written spec costs {got.macs:,} MACs, not {res.cost.macs:,}")
+    from archc._fs import check_distinct
+
+    check_distinct([out], [Path(p) for p in doc.sources] or [base_path])  # never over the base spec or its imports
     try:
         write_atomic(out, text)
     except IsADirectoryError:

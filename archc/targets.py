@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,12 +43,13 @@ from typing import Any
 
 import torch
 
-from archc.compiler import CompileOptions, CompileResult, compile_spec
+from archc._fs import check_distinct, publish, safe_stem, temp_beside
+from archc.compiler import CompileOptions, CompileResult, compile_spec, input_paths
 from archc.diagnostics import ArchcError, first_line
 from archc.passes.equivalence import rel_error
 
 __all__ = ["TARGETS", "PIPELINE_NAMES", "TOLERANCES", "Target", "TargetResult", "Prepared", "compile_target", "prepare",
-           "build_artifact", "write_files", "parse_shape", "max_rel_error", "default_output"]
+           "build_artifact", "write_files", "parse_shape", "max_rel_error", "default_output", "check_output"]
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,10 @@ class Prepared:
 
     @property
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The artifact's float32 weights: converted from the checkpoint, or initialized under seed 0."""
+        """The artifact's weights: converted from the checkpoint (in its dtype), or initialized under seed 0."""
         if self._state is None:
             if self.converted:
-                sd = self.compile.state_dict or {}
-                self._state = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+                self._state = dict(self.compile.state_dict or {})  # the checkpoint's own floating dtype
             else:
                 with torch.random.fork_rng():
                     torch.manual_seed(0)
@@ -168,8 +167,22 @@ def parse_shape(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
 
 
 def default_output(res: CompileResult, target: str) -> Path:
+    """``<name>[_<variant>]<suffix>`` in the working folder, the spec's name made a plain file stem."""
     variant = res.graph.meta.get("variant")
-    return Path(f"{res.doc.name}{'_' + variant if variant else ''}{TARGETS[target].suffix}")
+    return Path(safe_stem(f"{res.doc.name}{'_' + variant if variant else ''}") + TARGETS[target].suffix)
+
+
+def check_output(out: Path, target: str, inputs: Sequence[Path | str | None], files: Sequence[Path] = ()) -> None:
+    """Refuse an output with another target's suffix, or any file to write that is an input.
+
+    ``inputs`` are the spec, its imports and the checkpoint; ``files`` every file the artifact
+    writes (converted weights go beside a .py as ``<stem>.pth``, which must not be the checkpoint).
+    """
+    suffix = TARGETS[target].suffix
+    if out.suffix != suffix:
+        raise ArchcError(f"the output '{out}' does not end in {suffix}, the suffix of target '{target}'",
+                         hint=f"write e.g. -o {safe_stem(out.stem or 'model')}{suffix}")
+    check_distinct([out, *files], inputs)
 
 
 def max_rel_error(ref: Any, got: Any) -> float:
@@ -396,15 +409,12 @@ def write_files(data: Mapping[Path, bytes]) -> list[Path]:
             for folder in reversed(missing):
                 folder.mkdir()
                 made.append(folder)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            fd, tmp = temp_beside(path)
             temps.append((tmp, path))
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
-        umask = os.umask(0)
-        os.umask(umask)
         for tmp, path in temps:
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
+            publish(tmp, path)
     except BaseException:
         for tmp, _ in temps:
             if os.path.exists(tmp):
@@ -431,7 +441,10 @@ def compile_target(spec: str | Path, options: CompileOptions | None = None, out:
         raise ArchcError(f"unknown target '{options.target}'", hint=suggest(options.target, TARGETS) or f"targets: {', '.join(TARGETS)}")
     prep = prepare(spec, options, parse_shape(input_shape) if isinstance(input_shape, str) else input_shape, text)
     path = Path(out) if out is not None else default_output(prep.compile, options.target)
+    inputs = input_paths(prep.compile, options.weights)
+    check_output(path, options.target, inputs)
     result = build_artifact(prep, options.target, path, verify)
+    check_output(path, options.target, inputs, list(result.data))
     result.files = write_files(result.data)
     prep.compile.files = result.files
     return result
