@@ -161,9 +161,10 @@ def _check_space(space: SearchSpace) -> None:
                           hint="set evaluator.task (classification or depth) and evaluator.data")
     from archc.search.space import TRAIN_METRICS
 
-    ok = set(COST_METRICS) | set(TRAIN_METRICS[space.evaluator.task])
+    # inherited weights are scored on the validation split only: there is no training loss of a child
+    ok = set(COST_METRICS) | (set(TRAIN_METRICS[space.evaluator.task]) - {"train_loss"})
     for o in space.objectives:
-        if o.metric not in ok and o.metric != "train_loss":
+        if o.metric not in ok:
             raise SearchError(f"objective '{o.metric}' cannot be measured with inherited weights (spos scores "
                               f"children on {', '.join(sorted(ok))})", o.loc,
                               hint="use --strategy sample for latency or zero-cost objectives")
