@@ -122,3 +122,71 @@ def test_second_order_and_partial_channels_run(tmp_path: Path) -> None:
     res = run_darts(space, {"epochs": 2, "max_batches": 1, "partial_channels": 4, "warmup": 0.5}, out=tmp_path / "pc")
     assert [h.arch_frozen for h in res.history] == [True, False]
     assert any("edge_beta" in row for row in res.history[-1].alpha)
+
+
+def test_second_order_gradient_matches_the_exact_unrolled_gradient(tmp_path: Path) -> None:
+    from archc.search.strategies.bilevel import _second_order
+    from archc.search.supernet import build_supernet
+    from archc.train.losses import task_loss
+
+    from .test_strategies_planted import planted_space
+
+    space = load_space(planted_space(tmp_path))
+    sn = build_supernet(space, dtype=torch.float64, seed=0)
+    model = sn.model.train()
+    gen = torch.Generator().manual_seed(0)
+    xt, xv = (torch.randn(8, 1, 8, 8, dtype=torch.float64, generator=gen) for _ in range(2))
+    yt, yv = (torch.randn(8, 8, 8, dtype=torch.float64, generator=gen) for _ in range(2))
+    loss_fn = task_loss("depth")
+    opts = DartsOptions(order=2)
+    ws, arch = sn.weight_parameters(), sn.arch_parameters()
+    opt = torch.optim.SGD(ws, lr=0.1, momentum=0.9, weight_decay=opts.weight_decay)
+    xi = 0.1
+    # exact: L_val(w − ξ(∇L_train(w, α) + wd·w), α) differentiated through the virtual step
+    g = torch.autograd.grad(loss_fn(model(xt), yt), ws, create_graph=True)
+    unrolled = [w - xi * (gw + opts.weight_decay * w) for w, gw in zip(ws, g)]
+    saved = [w.detach().clone() for w in ws]
+    from torch.func import functional_call
+
+    names = [n for n, p in model.named_parameters() if any(p is w for w in ws)]
+    val = loss_fn(functional_call(model, dict(zip(names, unrolled)), (xv,)), yv)
+    exact = torch.autograd.grad(val, arch, retain_graph=True)
+    # the direct term alone (no Hessian-vector product): what the test must be able to tell apart
+    direct = torch.autograd.grad(loss_fn(functional_call(model, {n: u.detach() for n, u in zip(names, unrolled)}, (xv,)),
+                                         yv), arch)
+    with torch.no_grad():
+        for w, s in zip(ws, saved):
+            w.copy_(s)
+    for a in arch:
+        a.grad = None
+    _second_order(sn, loss_fn, opt, xt, yt, xv, yv, xi, opts)
+    for a, e, d in zip(arch, exact, direct):
+        if not bool(e.any()):  # β of a one-node cell: softmax over one value has no gradient
+            assert not bool(a.grad.any())
+            continue
+        hvp = float((e - d).abs().max())  # the size of the second-order term
+        assert hvp > 1e-3 * float(e.abs().max())
+        # central finite differences with a weight step of 0.01 (DARTS): a few percent of the term
+        assert float((a.grad - e).abs().max()) <= 0.05 * hvp, (float((a.grad - e).abs().max()), hvp)
+    assert all(torch.equal(w, s) for w, s in zip(ws, saved))  # the weights are restored
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_supernet_and_darts_run_on_cuda(tmp_path: Path) -> None:
+    import random
+
+    from archc.search.supernet import build_supernet
+
+    space = load_space(small_space(tmp_path))
+    res = run_darts(space, {"epochs": 1, "max_batches": 2, "device": "cuda"}, out=tmp_path / "cuda")
+    assert math.isfinite(res.history[0].train_loss) and res.options.device == "cuda"
+    sn = build_supernet(space, dtype=torch.float64)
+    sn.model.cuda().eval()
+    choice = sn.sample_path(random.Random(0))
+    _, child = sn.child(choice)
+    child.cuda().eval()
+    sn.fix(choice)
+    x = torch.randn(2, *sn.input_shape[1:], dtype=torch.float64, device="cuda")
+    with torch.no_grad():
+        want, got = child(x), sn.model(x)
+    assert float((got - want).abs().max() / want.abs().max()) <= 1e-12
