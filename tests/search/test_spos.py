@@ -359,3 +359,19 @@ def test_children_left_running_by_a_dead_process_are_failed_on_resume(tmp_path: 
     assert states[t_dead.number] == TrialState.FAIL and states[t_live.number] == TrialState.RUNNING
     with pytest.raises(SearchError, match="scored its children with another supernet"):
         _open_study(space, tmp_path, None, "s", 0, "y", lambda s: None)
+
+
+def test_multi_objective_confirms_the_pareto_front_first(tmp_path: Path) -> None:
+    from archc.search.strategies.spos import run_spos
+
+    p = small_space(tmp_path)
+    p.write_text(p.read_text().replace("val_loss: minimize", "val_loss: minimize\n  params: minimize")
+                 .replace("sampler: {name: tpe, seed: 0, n_startup_trials: 4}", "sampler: {name: nsga2, seed: 0}"))
+    res = run_spos(p, SposOptions(epochs=1, children=6, topk=2, bn_batches=1), out=tmp_path / "run")
+    from archc.search.export import pareto_trials
+
+    front = {t.number for t in pareto_trials(res.study)}
+    assert {r["trial"] for r in res.topk} <= front or front <= {r["trial"] for r in res.topk}
+    assert res.files["derived"].exists() and res.best["trial"] in {r["trial"] for r in res.topk}
+    header = (tmp_path / "run" / "children.csv").read_text().splitlines()[0]
+    assert header.startswith("number,state,status,val_loss,params")

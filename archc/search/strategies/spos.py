@@ -315,7 +315,7 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
         raise SearchError(f"no child of {space.path} was scored ({counts['rejected']} over budget, "
                           f"{counts['infeasible']} infeasible, {counts['failed']} failed)",
                           hint="loosen the space's constraints or sample more children")
-    topk = _confirm(study, space, builder, cpu_data, device, ranked, opts.topk, say)
+    topk = _confirm(study, space, builder, cpu_data, device, _confirm_order(study, space, ranked), opts.topk, say)
     best = _best_of(space, ranked, topk)
     check = None
     if opts.check_proxy:
@@ -333,6 +333,17 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
                           f"(outputs for those in {out_dir})",
                           hint="loosen the space's constraints, raise study.max_attempts or ask for fewer children")
     return res
+
+
+def _confirm_order(study: Any, space: SearchSpace, ranked: list[Any]) -> list[Any]:
+    """Children in the order they are confirmed: by the first objective; for several objectives the
+    Pareto front of the inherited scores first (itself by the first objective)."""
+    if not space.multi_objective:
+        return ranked
+    from archc.search.export import pareto_trials
+
+    front = {t.number for t in pareto_trials(study)}
+    return [t for t in ranked if t.number in front] + [t for t in ranked if t.number not in front]
 
 
 def _confirm(study: Any, space: SearchSpace, builder: ModelBuilder, data: Any, device: torch.device, ranked: list[Any],
