@@ -316,7 +316,7 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
                           f"{counts['infeasible']} infeasible, {counts['failed']} failed)",
                           hint="loosen the space's constraints or sample more children")
     topk = _confirm(study, space, builder, cpu_data, device, _confirm_order(study, space, ranked), opts.topk, say)
-    best = _best_of(space, ranked, topk)
+    best, best_trial = _best_of(space, ranked, topk)
     check = None
     if opts.check_proxy:
         check = oneshot_check(study, space, builder, cpu_data, opts.check_proxy, opts.check_seeds, say, device=device,
@@ -324,7 +324,7 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
         for line in format_check(check).splitlines():
             say(f"spos: {line}")
     res = SposResult(space, out_dir, study, desc, opts, sn_info, counts, topk, best, check)
-    res.files = _write_outputs(res, builder)
+    res.files = _write_outputs(res, best_trial)
     res.seconds = round(time.perf_counter() - t_start, 2)
     say(f"spos: derived child #{best['trial']} ({best['by']} {best['value']:.5g}) → {res.files['derived']}")
     if counts["stopped"] and not counts["stopped"].startswith("timeout"):
@@ -361,7 +361,7 @@ def _confirm(study: Any, space: SearchSpace, builder: ModelBuilder, data: Any, d
     return rows
 
 
-def _best_of(space: SearchSpace, ranked: list[Any], topk: list[dict[str, Any]]) -> dict[str, Any]:
+def _best_of(space: SearchSpace, ranked: list[Any], topk: list[dict[str, Any]]) -> tuple[dict[str, Any], Any]:
     """The derived child: the best retrained top-k child (the best inherited one when none was retrained)."""
     o = space.objectives[0]
     sign = 1.0 if o.direction == "minimize" else -1.0
@@ -369,12 +369,12 @@ def _best_of(space: SearchSpace, ranked: list[Any], topk: list[dict[str, Any]]) 
         row = min(topk, key=lambda r: (sign * r["retrained"][o.metric], r["rank"]))
         trial = next(t for t in ranked if t.number == row["trial"])
         return {"trial": trial.number, "by": f"retrained {o.metric}", "value": row["retrained"][o.metric],
-                "inherited": trial.values[0], "_t": trial}
+                "inherited": trial.values[0]}, trial
     t = ranked[0]
-    return {"trial": t.number, "by": f"inherited {o.metric}", "value": t.values[0], "inherited": t.values[0], "_t": t}
+    return {"trial": t.number, "by": f"inherited {o.metric}", "value": t.values[0], "inherited": t.values[0]}, t
 
 
-def _write_outputs(res: SposResult, builder: ModelBuilder) -> dict[str, Path]:
+def _write_outputs(res: SposResult, bt: Any) -> dict[str, Path]:
     space, out, study = res.space, res.out, res.study
     files: dict[str, Path] = {}
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
@@ -391,8 +391,6 @@ def _write_outputs(res: SposResult, builder: ModelBuilder) -> dict[str, Path]:
     by_number = {t.number: t for t in trials}
     for r in res.topk:
         _export(space, study, by_number[r["trial"]], tdir / f"trial_{r['trial']:05d}.yaml", r)
-    assert res.best is not None
-    bt = res.best.pop("_t")
     files["derived"] = _export(space, study, bt, out / "derived.yaml",
                                next((r for r in res.topk if r["trial"] == bt.number), None))
     if res.check is not None:
