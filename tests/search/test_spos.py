@@ -375,3 +375,22 @@ def test_multi_objective_confirms_the_pareto_front_first(tmp_path: Path) -> None
     assert res.files["derived"].exists() and res.best["trial"] in {r["trial"] for r in res.topk}
     header = (tmp_path / "run" / "children.csv").read_text().splitlines()[0]
     assert header.startswith("number,state,status,val_loss,params")
+
+
+def test_supernet_digest_ignores_edits_that_do_not_change_scores(tmp_path: Path) -> None:
+    from archc.search.strategies.spos import supernet_digest
+
+    p = small_space(tmp_path)
+    text = p.read_text()
+    d0 = supernet_digest(load_space(p))
+    same = [text.replace("archc: 1\n", "archc: 1\ndoc: more words\n"),           # docs, shifted lines
+            text.replace("params: 1000000000", "params: 100000"),                # constraints
+            text.replace("trials: 6", "trials: 9"),                             # study settings
+            text.replace("epochs: 1, batch_size: 32", "epochs: 2, batch_size: 32")]  # retraining budget
+    for t in same:
+        assert supernet_digest(load_space(p, t)) == d0
+    other = [text.replace("[none, skip, cdc, conv]", "[none, skip, conv]"),         # the cells
+             text.replace("width: 8, head", "width: 4, head"),                   # the proxy
+             text.replace("train: 64, val: 64", "train: 32, val: 64")]           # the data
+    for t in other:
+        assert supernet_digest(load_space(p, t)) != d0

@@ -170,6 +170,24 @@ def _check_space(space: SearchSpace) -> None:
                               hint="use --strategy sample for latency or zero-cost objectives")
 
 
+def supernet_digest(space: SearchSpace) -> str:
+    """What the supernet's weights and the children's scores depend on in the space: the base spec, the
+    space's params, the cells and the evaluator's task, data and proxy params. Docs, objectives,
+    constraints, the training budget and study settings do not enter, so editing them keeps a run
+    resumable."""
+    import hashlib
+
+    ev = space.evaluator  # its training budget only shapes the retraining, which is keyed by it separately
+    blob = json.dumps([space.spec.digest, space.variant, [(list(p), v) for p, v, _ in space.params],
+                       [(c.name, c.nodes, list(c.ops), c.edges_param, c.output_param, c.none, c.op_table)
+                        for c in space.cells],
+                       [(c.name, repr(c.default)) for c in space.choices], ev.task,
+                       [getattr(ev.data, k) for k in ("source", "path", "train", "val", "val_fraction", "seed")],
+                       [(list(p), v) for p, v, _ in ev.proxy]],
+                      default=str, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _open_study(space: SearchSpace, out: Path, storage: str | None, name: str, seed: int, digest: str,
                 say: Callable[[str], None]) -> tuple[Any, str]:
     import optuna
@@ -192,8 +210,8 @@ def _open_study(space: SearchSpace, out: Path, storage: str | None, name: str, s
         if study.metric_names is None:
             study.set_metric_names(space.metric_names)
     elif have != digest:
-        raise SearchError(f"study '{name}' in {desc} scored its children with another supernet (other space or "
-                          "supernet options); its scores cannot be mixed with this one's",
+        raise SearchError(f"study '{name}' in {desc} scored its children with another supernet (other base spec, "
+                          "cells, evaluator, seed or supernet options); its scores cannot be mixed with this one's",
                           hint="use another --out folder or --study name")
     existing = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(space, seed + existing)
@@ -289,10 +307,11 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
         f"({data.sizes[0]} train / {data.sizes[1]} val); {sn_cfg.epochs} epochs of one sampled path per batch on {device}")
     # the study first: one scored by another supernet is refused before any training time is spent
     name = study_name or f"{space.study.name}_spos"
-    study, desc = _open_study(space, out_dir, storage, name, seed, sn_cfg.digest(space.digest), say)
+    structure = supernet_digest(space)
+    study, desc = _open_study(space, out_dir, storage, name, seed, sn_cfg.digest(structure), say)
     t0 = time.perf_counter()
     try:
-        history = train_supernet(supernet, data, sn_cfg, checkpoint=out_dir / CHECKPOINT, space_digest=space.digest, say=say)
+        history = train_supernet(supernet, data, sn_cfg, checkpoint=out_dir / CHECKPOINT, space_digest=structure, say=say)
     except FloatingPointError as exc:
         raise SearchError(str(exc), hint="lower the supernet learning rate (lr)") from None
     sn_info = {"epochs": sn_cfg.epochs, "history": history.epochs, "resumed_from": history.resumed_from,
