@@ -131,7 +131,15 @@ def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), t
     if options.pipeline != "train":
         title += f" ({options.pipeline})"
     graph.meta["title"] = title
-    source = generate(graph, graph.meta["spec_label"], doc.name, block_info(doc))
+    info = block_info(doc)
+    if pipeline is not None and any(st.rewrites for st in pipeline.steps):
+        # the spec's docs describe the training form ("three parallel branches"); the passes changed that
+        passes = ", ".join(st.name for st in pipeline.steps if st.rewrites)
+        info = {name: {**v, "doc": f"Block '{name}' in its {options.pipeline} form (rewritten by {passes}); the spec "
+                                   "documents its training form."} for name, v in info.items()}
+        graph.meta["doc"] = (f"{doc.doc.strip()}\n\n" if doc.doc.strip() else "") + (
+            f"This is the {options.pipeline} form: the passes {passes} rewrote the training form the text above describes.")
+    source = generate(graph, graph.meta["spec_label"], doc.name, info)
     return CompileResult(graph, cost, source, doc, train_graph=train_graph, pipeline=pipeline, state_dict=converted)
 
 

@@ -323,15 +323,16 @@ def build_artifact(prep: Prepared, target: str, out: Path, verify: bool = True, 
     try:
         if target == "pytorch":
             source = prep.cpu_source
-            if tune and prep.pipeline == "fused":
+            if prep.pipeline == "fused":
                 import re
 
-                from archc.passes.fusion import tuning_source
+                from archc.passes.fusion import tuning_json, tuning_source
 
-                _, plain = _tuned(prep, notes)
                 cls = re.search(r"^def create_model\(\) -> (\w+):", source, re.M)
-                if plain and cls:
-                    source = source.rstrip("\n") + "\n" + tuning_source(cls.group(1), plain)
+                if cls:  # the same source on every machine; this machine's measurements go to a file beside it
+                    source = source.rstrip("\n") + "\n" + tuning_source(cls.group(1))
+                    if tune:
+                        data[out.with_suffix(".tuning.json")] = tuning_json(_tuned(prep, notes)[1])
             data[out] = source.encode()
             if prep.converted:
                 data[out.with_suffix(".pth")] = _weights_bytes(prep.state_dict)

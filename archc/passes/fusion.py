@@ -38,7 +38,7 @@ import torch
 from archc.ir.graph import Graph, Node, Ref
 from archc.passes.base import Match, Rewrite, Rule, RulePass, StateDict, register_pass
 
-__all__ = ["FormRegions", "Flow", "RUNTIME_SOURCE", "autotune", "reset_packed", "tuning_source", "FusionReport", "fuse_source", "runtime_module", "pack_convs",
+__all__ = ["FormRegions", "Flow", "RUNTIME_SOURCE", "autotune", "reset_packed", "tuning_source", "tuning_json", "FusionReport", "fuse_source", "runtime_module", "pack_convs",
            "set_onednn", "check_fused", "is_region", "MAX_REGION_OPS", "FUSED_TOLERANCE"]
 
 #: a region is not grown beyond this many op nodes by inlining
@@ -377,25 +377,41 @@ def autotune(model: torch.nn.Module, inputs: list[torch.Tensor], repeats: int = 
     return plain
 
 
-def tuning_source(model_class: str, plain: list[str]) -> str:
-    """Source appended to a fused module: ``create_model()`` switches off oneDNN where autotuning chose plain ops."""
-    names = "".join(f"\n    {n!r}," for n in plain)
+def tuning_source(model_class: str) -> str:
+    """Source appended to a fused module: ``create_model()`` applies the tuning file beside the module, if any.
+
+    Which convs run faster as plain PyTorch ops is a property of the machine, not of the spec, so it is
+    not written into the source (the ``.py`` stays byte-identical across runs and machines): compile
+    writes it to ``<module>.tuning.json`` (see :func:`tuning_json`), and a module without one runs
+    every conv on oneDNN.
+    """
     return f'''
 
-# -- archc autotune: convs that ran faster as plain PyTorch ops on the compiling machine ----------------
+# -- archc autotune: the convs measured faster as plain PyTorch ops are listed in <module>.tuning.json ----
 
-PLAIN_CONVS = ({names}
-)
 _create_untuned = create_model
 
 
 def create_model() -> {model_class}:
-    """A freshly initialized {model_class}; convs in PLAIN_CONVS skip oneDNN (measured slower there)."""
+    """A freshly initialized {model_class}; convs listed in the tuning file beside this module skip oneDNN."""
+    import json
+    import os
+
     model = _create_untuned()
-    for name in PLAIN_CONVS:
-        model.get_submodule(name).onednn = False
+    path = os.path.splitext(globals().get("__file__") or "")[0] + ".tuning.json"
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            for name in json.load(f)["plain_convs"]:
+                model.get_submodule(name).onednn = False
     return model
 '''
+
+
+def tuning_json(plain: list[str]) -> bytes:
+    """The tuning file of one machine: the convs that autotuning switched to plain PyTorch ops (sorted)."""
+    import json
+
+    return (json.dumps({"plain_convs": sorted(plain)}, indent=1) + "\n").encode()
 
 
 # -- the source-level lowering of regions ---------------------------------------------------------

@@ -402,8 +402,10 @@ class _Locals:
 
     A graph input or single-output node is named after itself; output k of a multi-output node
     after ``<node>_<output name or k>``; a name that is taken (by an earlier name or one the code
-    uses) gets trailing ``_``. A node whose input dies at it reuses that input's name, so a live
-    value is never overwritten (nor by the loop variable) while dead ones are freed early.
+    uses) gets trailing ``_``. On the main path — the chain from the first input — a node whose
+    first input dies at it carries that name on (``x = self.norm(x)``), freeing dead values early as
+    hand-written forwards do; every other value is named after the node that computed it (never after
+    another input: ``relpos = self.osra(h, relpos)`` named an attention output after a bias).
     """
 
     def __init__(self, body: Graph) -> None:
@@ -437,6 +439,7 @@ class _Locals:
         """
         last: dict[tuple[str, int], int] = {}
         order = list(body)
+        main = self.names[(next(iter(body.inputs)), 0)] if body.inputs else None
         for i, n in enumerate(order):
             for r in n.inputs:
                 last[(r.node, r.index)] = i
@@ -445,10 +448,13 @@ class _Locals:
         for i, n in enumerate(order):
             if len(n.types) != 1:
                 continue
-            # a loop feeds its extra inputs to every item, so only its first input may be rebound
-            cands = (n.inputs[:1] if n.inputs[0] not in n.inputs[1:] else ()) if n.is_repeat else n.inputs
+            # only the value a node transforms (its first input) passes its name on — never another input's
+            # name to an unrelated value; a loop feeds its extra inputs to every item, so they must stay bound
+            cands = n.inputs[:1] if n.inputs and n.inputs[0] not in n.inputs[1:] else ()
             for r in cands:
                 key = (r.node, r.index)
+                if self.names[key] != main:
+                    continue  # off the main path a value keeps the name of the node that computed it
                 if last.get(key) == i and (r.node in body.inputs or len(body.nodes[r.node].types) == 1):
                     self.names[(n.id, 0)] = self.names[key]
                     break
