@@ -315,7 +315,7 @@ graph:
 """
     res = compile_spec("regression.yaml", CompileOptions(pipeline="deploy"), text=text)
     assert res.pipeline is not None and res.cost.params == 4 * 4 * 9 + 4
-    assert "bn" not in res.source
+    assert "BatchNorm" not in res.source and "self.bn" not in res.source
 
 
 def test_float64_input_gives_a_float64_model(tmp_path: Path) -> None:
