@@ -67,7 +67,7 @@ def test_weight_sharing_holds_in_training_mode_and_for_gradients() -> None:
     b.square().sum().backward()
     sup = dict(sn.model.named_parameters())
     for key, p in child.named_parameters():
-        sp = sup[sn.child_key(key, sn._normalized(choice))]
+        sp = sup[sn.child_key(key, sn.normalized(choice))]
         assert torch.allclose(sp.grad, p.grad, rtol=1e-10, atol=1e-14), key
 
 
@@ -82,7 +82,7 @@ def test_a_fixed_path_runs_only_the_chosen_ops() -> None:
     sn.fix(choice)
     x = torch.randn(2, *sn.input_shape[1:])
     sn.model(x)
-    norm = sn._normalized(choice)
+    norm = sn.normalized(choice)
     want = set()
     for a in sn.anatomies:
         edges, _ = norm[a.node.id]

@@ -290,9 +290,10 @@ def train_bilevel(supernet: Supernet, data: TensorData, opts: BilevelOptions, ba
                               hint="lower the weight learning rate (lr) or the architecture learning rate (arch_lr)")
         metrics = validate(model, data, batch_size=max(batch_size, 256), loss_fn=loss_fn)
         derived = supernet.derive()
+        table = [row for a in supernet.anatomies
+                 for row in alpha_table(a.cell, supernet.cell_module(a.cell.name), bool(a.partial))]
         rec = EpochRecord(epoch + 1, train_loss, (float(ar_total) / arch_seen) if arch_seen else None,
-                          metrics["val_loss"], metrics, lr_now, round(time.perf_counter() - t0, 3), frozen, derived,
-                          [row for a in supernet.anatomies for row in alpha_table(a.cell, supernet.cell_module(a.cell.name))])
+                          metrics["val_loss"], metrics, lr_now, round(time.perf_counter() - t0, 3), frozen, derived, table)
         history.append(rec)
         arch_txt = "α frozen" if frozen else f"arch_loss {rec.arch_loss:.5g}"
         say(f"{name}: epoch {epoch + 1}/{opts.epochs}  train_loss {train_loss:.5g}  val_loss {rec.val_loss:.5g}  "

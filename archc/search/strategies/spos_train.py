@@ -39,7 +39,7 @@ CHECKPOINT = "supernet.pt"
 class SupernetTraining:
     """Hyper-parameters of the supernet training (SGD with momentum, cosine to ``lr_min``)."""
 
-    epochs: int = 8
+    epochs: int = 50
     batch_size: int = 32
     lr: float = 0.025
     lr_min: float = 1e-3

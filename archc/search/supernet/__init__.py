@@ -78,8 +78,9 @@ class Supernet:
     def arch_parameters(self) -> list[torch.nn.Parameter]:
         """α per cell (edges × ops, 'none' included), β per cell (node attention), PC edge β when K > 1."""
         out = []
-        for m in self._cells.values():
-            out += [m.alpha, m.beta] + ([m.edge_beta] if hasattr(m, "edge_beta") else [])
+        for a in self.anatomies:
+            m = self._cells[a.node.id]
+            out += [m.alpha, m.beta] + ([m.edge_beta] if a.partial else [])
         return out
 
     def weight_parameters(self) -> list[torch.nn.Parameter]:
@@ -88,7 +89,8 @@ class Supernet:
         return [p for p in self.model.parameters() if id(p) not in arch]
 
     # paths -----------------------------------------------------------------------------------------------
-    def _normalized(self, choice: Mapping[str, Any]) -> dict[str, tuple[list[str], int]]:
+    def normalized(self, choice: Mapping[str, Any]) -> dict[str, tuple[list[str], int]]:
+        """Per cell block instance: the normalized edge ops and output node of ``choice`` (refused when infeasible)."""
         vals = {**base_values(self.space), **dict(choice)}
         out = {}
         for a in self.anatomies:
@@ -113,7 +115,7 @@ class Supernet:
                 m.path = torch.zeros(0, dtype=torch.long, device=m.alpha.device)
             self._fixed = None
             return
-        norm = self._normalized(choice)
+        norm = self.normalized(choice)
         for a in self.anatomies:
             edges, out_node = norm[a.node.id]
             idx = [a.cell.ops.index(e) for e in edges] + [out_node]
@@ -158,7 +160,7 @@ class Supernet:
 
     # children --------------------------------------------------------------------------------------------
     def child_key(self, key: str, norm: Mapping[str, tuple[list[str], int]]) -> str:
-        """The supernet state_dict key holding the child's ``key``."""
+        """The supernet state_dict key holding the child's ``key`` (``norm``: :meth:`normalized` of the child's choice)."""
         head, _, rest = key.partition(".")
         a = next((a for a in self.anatomies if a.node.id == head), None)
         if a is None:
@@ -181,7 +183,7 @@ class Supernet:
             raise SupernetError(f"a supernet with partial channels (K={self.partial_channels}) runs its ops on 1/K of the "
                                 "channels: children cannot inherit its weights",
                                 hint="build it with partial_channels=1 for weight inheritance, or retrain the derived spec")
-        norm = self._normalized(choice)
+        norm = self.normalized(choice)
         m = self.space.materialize({**base_values(self.space), **dict(choice)})
         builder = ModelBuilder(self.space)
         graph = builder.graph(m.proxy_overrides() if self.proxy else m.overrides)

@@ -52,11 +52,11 @@ def derive_choice(cell: CellSpace, module: torch.nn.Module, partial: bool) -> di
 
 
 @torch.no_grad()
-def alpha_table(cell: CellSpace, module: torch.nn.Module) -> list[dict[str, Any]]:
+def alpha_table(cell: CellSpace, module: torch.nn.Module, partial: bool = False) -> list[dict[str, Any]]:
     """Rows ``{cell, edge, <op>: softmax(α)...}`` and one ``beta`` row (node attention) per cell."""
     probs = torch.softmax(module.alpha.detach().double(), dim=-1)
     rows: list[dict[str, Any]] = []
-    eb = getattr(module, "edge_beta", None)
+    eb = module.edge_beta if partial else None
     for k, (i, j) in enumerate(cell.edges):
         row: dict[str, Any] = {"cell": cell.name, "edge": f"{i}-{j}"}
         row.update({op: float(probs[k, n]) for n, op in enumerate(cell.ops)})
