@@ -123,6 +123,12 @@ def run_differentiable(space_path: str | Path | SearchSpace, strategy: str, opts
         res.files = _write(res, supernet)
         res.seconds = round(time.perf_counter() - t_start, 2)
         say(f"{strategy}: derived {format_arch(supernet, derived)}")
+        say(f"{strategy}: derived at full size: {cost['params'] / 1e6:.3f} M params, {cost['macs'] / 1e9:.3f} G MACs; "
+            f"final val_loss {history[-1].val_loss:.5g} (supernet, mixed forward)")
+        over = [f"{k} {cost[k]:,.0f} > {v:,.0f}" for k, v in space.constraints.items() if k in cost and cost[k] > v]
+        if over:
+            say(f"{strategy}: note: the derived architecture exceeds the space's constraints ({'; '.join(over)}): "
+                "differentiable search does not see budgets")
         return res
     finally:
         torch.set_num_threads(prev)
@@ -157,7 +163,8 @@ def _write(res: DifferentiableResult, supernet: Any) -> dict[str, Path]:
                "derived": res.derived, "cost_full_size": res.cost, "constraints": space.constraints,
                "epochs": len(res.history), "final": dataclasses.asdict(res.history[-1]) if res.history else None,
                "files": {k: str(v) for k, v in files.items()}}
-    summary["final"].pop("alpha", None) if summary["final"] else None
+    if summary["final"]:
+        summary["final"].pop("alpha", None)  # the table is in alpha.csv and history.json
     files["summary"] = out / "summary.json"
     write_atomic(files["summary"], json.dumps(summary, indent=1, default=str) + "\n")
     return files
