@@ -15,7 +15,7 @@ from archc.spec.document import SpecDoc, load_spec_doc, resolve_params
 from archc.spec.expand import expand
 
 __all__ = ["CompileOptions", "CompileResult", "compile_spec", "build_graph", "write_atomic", "write_artifact",
-           "default_spec", "load_checkpoint", "input_paths"]
+           "default_spec", "load_checkpoint", "input_paths", "check_size"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class CompileOptions:
     check: bool = True
     #: verify the IR after every pass
     debug: bool = False
+    #: the most elements (parameters + buffers, or one example input) a compile may allocate (default 2^30:
+    #: 4 GiB of float32); a model above it is refused before anything is built
+    max_elements: int = 2**30
 
 
 @dataclass
@@ -68,6 +71,13 @@ def build_graph(path: str | Path, options: CompileOptions = CompileOptions(), te
     except ValueError:
         graph.meta["spec_label"] = Path(doc.path).name
     return doc, graph
+
+
+def check_size(elements: int, what: str, limit: int) -> None:
+    """Refuse to allocate ``what`` (``elements`` numbers) above ``limit``, with the flag that raises it."""
+    if limit and elements > limit:
+        raise ArchcError(f"{what} would hold {elements:,} elements, above the limit of {limit:,}",
+                         hint=f"check the sizes in the spec, or raise the limit with --max-elements {elements}")
 
 
 def block_info(doc: SpecDoc) -> dict[str, dict[str, Any]]:
@@ -112,6 +122,8 @@ def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), t
     pipeline = None
     converted = None
     if options.pipeline != "train" or options.weights:
+        # the pipeline builds the module (float64 reference runs): refuse a huge one before allocating it
+        check_size(_elements(graph), f"the model '{doc.name}'", options.max_elements)
         from archc.passes.equivalence import check_state_dict, module_from_graph
         from archc.passes.pipeline import run_pipeline
 
@@ -141,6 +153,12 @@ def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), t
             f"This is the {options.pipeline} form: the passes {passes} rewrote the training form the text above describes.")
     source = generate(graph, graph.meta["spec_label"], doc.name, info)
     return CompileResult(graph, cost, source, doc, train_graph=train_graph, pipeline=pipeline, state_dict=converted)
+
+
+def _elements(graph: Graph) -> int:
+    """Parameters plus buffers of the module ``graph`` lowers to (what building it allocates)."""
+    cost = graph_cost(graph)
+    return cost.params + getattr(cost, "buffers", 0)
 
 
 def _floating_dtype(state: Mapping[str, Any]) -> Any:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -95,12 +96,28 @@ class Prepared:
     cpu_source: str
     #: True when the weights are converted from a checkpoint (written beside .py artifacts)
     converted: bool
-    inputs: list[torch.Tensor]
+    #: shapes of the example inputs (built on first use: a target that never runs the model never allocates them)
+    shapes: list[tuple[int, ...]]
     input_names: list[str]
     fusion: Any = None
     checks: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     _state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    _inputs: list[torch.Tensor] | None = field(default=None, repr=False)
+    #: the largest example input (elements) built without complaint; see CompileOptions.max_elements
+    max_elements: int = 0
+
+    @property
+    def inputs(self) -> list[torch.Tensor]:
+        """Seeded example inputs of :attr:`shapes`, refused above the size limit before anything is allocated."""
+        if self._inputs is None:
+            from archc.compiler import check_size
+
+            for name, shape in zip(self.input_names, self.shapes):
+                check_size(math.prod(shape), f"the example input '{name}' {tuple(shape)}", self.max_elements)
+            gen = torch.Generator().manual_seed(1234)
+            self._inputs = [torch.randn(s, generator=gen) for s in self.shapes]
+        return self._inputs
 
     @property
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -116,7 +133,12 @@ class Prepared:
         return self._state
 
     def module(self, cpu: bool = True) -> Any:
+        """The generated module (source imported), after checking the model it makes is not above the size limit."""
+        from archc.compiler import check_size
         from archc.passes.equivalence import module_from_source
+
+        cost = self.compile.cost
+        check_size(cost.params + cost.buffers, f"the model '{self.compile.doc.name}'", self.max_elements)
 
         return module_from_source(self.cpu_source if cpu else self.source, f"archc_{self.pipeline}")
 
@@ -231,9 +253,8 @@ def prepare(spec: str | Path, options: CompileOptions | None = None, input_shape
                              f"the spec's input '{names[0]}' has rank {len(shapes[0])} {tuple(shapes[0])}")
         shapes = [tuple(input_shape)]
         _check_input_shape(res.source, names[0], tuple(t.concrete(1) for t in g.inputs.values())[0], shapes[0])
-    gen = torch.Generator().manual_seed(1234)
-    inputs = [torch.randn(s, generator=gen) for s in shapes]
-    return Prepared(res, options.pipeline, res.source, cpu_source, converted, inputs, names, fusion, checks, notes)
+    return Prepared(res, options.pipeline, res.source, cpu_source, converted, shapes, names, fusion, checks, notes,
+                    max_elements=options.max_elements)
 
 
 def _check_input_shape(source: str, name: str, spec_shape: tuple[int, ...], shape: tuple[int, ...]) -> None:

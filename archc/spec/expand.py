@@ -94,6 +94,8 @@ class _Expander:
         self.doc = doc
         self.blocks = doc.blocks
         self.memo: dict[Any, Graph] = {}
+        #: per set of taken ids (one per graph being built): base → next suffix to try (see fresh())
+        self.counters: dict[int, dict[str, int]] = {}
         self.count = 0
         self.stack: list[str] = []
         #: per graph being expanded: ids of its items not yet expanded (the current one included), with positions
@@ -121,6 +123,7 @@ class _Expander:
                     del pending[item.id]
         finally:
             self.pending.pop()
+            self.counters.pop(id(taken), None)  # the set dies with this graph; its id may be reused
         g.outputs = self.outputs(outputs_raw, outputs_loc, values, out_names, prev, name)
         return g
 
@@ -293,12 +296,16 @@ class _Expander:
         return tuple(out)
 
     def fresh(self, op: str, taken: set[str]) -> str:
+        """``op``, else ``op1``, ``op2``, ...: the first free id (ids are never released, so the search
+        resumes where the last one for this base stopped: linear, not quadratic, in anonymous nodes)."""
         base = op if op not in _MODULE_ATTRS and not keyword.iskeyword(op) else f"{op}_"
         if base not in taken:
             return base
-        k = 1
+        counters = self.counters.setdefault(id(taken), {})
+        k = counters.get(base, 1)
         while f"{base}{k}" in taken:
             k += 1
+        counters[base] = k + 1
         return f"{base}{k}"
 
     def default_inputs(self, op: str, in_refs: tuple[Ref, ...] | None, prev: Ref | None, loc: SourceLoc,

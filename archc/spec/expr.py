@@ -29,7 +29,7 @@ from typing import Any
 
 from archc.diagnostics import ExprError, SourceLoc, suggest
 
-__all__ = ["Expr", "compile_expr", "evaluate", "is_expr", "FUNCTIONS", "divisible"]
+__all__ = ["Expr", "compile_expr", "evaluate", "is_expr", "FUNCTIONS", "divisible", "elements"]
 
 _WHOLE = re.compile(r"^\$\{(.*)\}$", re.S)
 _PART = re.compile(r"\$\{(.*?)\}", re.S)
@@ -38,6 +38,40 @@ _MAX_LEN = 100_000
 _MAX_INT = 10**30
 _MAX_SOURCE = 2_000
 _MAX_DEPTH = 100
+#: leaves of a list result, nested lists counted in full (shared sub-lists once per occurrence)
+_MAX_ELEMENTS = 1_000_000
+#: digits a round() may keep or drop (round(10**30, -10**18) computes a 10**18-digit power)
+_MAX_ROUND_DIGITS = 400
+
+
+def elements(value: Any, limit: int | None = None) -> int:
+    """Leaves of a nested list counted as if written out: ``[a] * 1000`` holds 1000 × the leaves of ``a``.
+
+    Lists may share sub-lists (``[a] * n`` repeats one object), so their length says nothing about
+    the work of printing, comparing or interpolating them; this counts what that work visits, in
+    time linear in the number of *distinct* lists (sizes are memoized by identity), stopping early
+    once ``limit`` (default: the expression budget) is passed.
+    """
+    cap = _MAX_ELEMENTS if limit is None else limit
+    memo: dict[int, int] = {}
+
+    def size(v: Any, depth: int) -> int:
+        if not isinstance(v, (list, tuple)):
+            return 1
+        key = id(v)
+        if key in memo:
+            return memo[key]
+        if depth > _MAX_DEPTH:
+            return cap + 1
+        total = 0
+        for x in v:
+            total += size(x, depth + 1)
+            if total > cap:
+                break
+        memo[key] = total
+        return total
+
+    return size(value, 0)
 
 
 def divisible(v: float, d: int = 8, min_value: int | None = None) -> int:
@@ -207,10 +241,10 @@ class _Interp:
         return self.env[node.id]
 
     def _List(self, node: ast.List) -> Any:
-        return [self.run(e) for e in node.elts]
+        return self.bounded([self.run(e) for e in node.elts])
 
     def _Tuple(self, node: ast.Tuple) -> Any:
-        return [self.run(e) for e in node.elts]
+        return self.bounded([self.run(e) for e in node.elts])
 
     def _UnaryOp(self, node: ast.UnaryOp) -> Any:
         v = self.run(node.operand)
@@ -252,6 +286,9 @@ class _Interp:
             raise self.err("integer result too large")
         if isinstance(out, (str, list)) and len(out) > _MAX_LEN:
             raise self.err(f"result longer than {_MAX_LEN}")
+        if isinstance(out, list) and elements(out) > _MAX_ELEMENTS:
+            raise self.err(f"result holds more than {_MAX_ELEMENTS:,} elements (nested lists counted in full)",
+                           "build smaller lists; a list repeated inside another counts once per repetition")
         return out
 
     def _BoolOp(self, node: ast.BoolOp) -> Any:
@@ -311,6 +348,8 @@ class _Interp:
         fn = FUNCTIONS[node.func.id]
         args = [self.run(a) for a in node.args]
         kwargs = {k.arg: self.run(k.value) for k in node.keywords if k.arg}
+        if node.func.id == "round" and len(args) > 1 and isinstance(args[1], int) and abs(args[1]) > _MAX_ROUND_DIGITS:
+            raise self.err(f"round() to {args[1]} digits is outside ±{_MAX_ROUND_DIGITS}")
         try:
             out = fn(*args, **kwargs)
         except ZeroDivisionError:
