@@ -73,6 +73,9 @@ def test_bad_strategy_options_point_at_the_space_file(tmp_path: Path, capsys: py
     p = small_space(tmp_path, "  dart: {epochs: 1}")
     assert main(["search", str(p), "--strategy", "darts"]) == 1
     assert "unknown strategy 'dart'" in capsys.readouterr().err
+    p = small_space(tmp_path, "  sample: {trials: 3}")
+    assert main(["search", str(p)]) == 1
+    assert "strategy 'sample' takes no options" in capsys.readouterr().err
     p = small_space(tmp_path)
     assert main(["search", str(p), "--strategy", "darts", "--set", "ordr=2"]) == 1
     assert "did you mean 'order'" in capsys.readouterr().err

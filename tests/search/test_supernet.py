@@ -222,3 +222,29 @@ def test_bad_paths_and_spaces_are_refused(tmp_path: Path) -> None:
         build_supernet(load_space(write_space(tmp_path)))
     with pytest.raises(SupernetError, match="do not divide"):
         build_supernet(space, partial_channels=3)
+
+
+def test_weight_sharing_when_the_cell_changes_the_width(tmp_path: Path) -> None:
+    # stem 8 → cells 16: 'skip' on an edge from the cell input is a 1×1 conv-BN projection
+    p = tmp_path / "wide.yaml"
+    p.write_text(SMALL.format(base=(ROOT / "specs" / "cdcn_cells.yaml").as_posix()).replace(
+        "stem_width: 8, width: 8", "stem_width: 8, width: 16"), encoding="utf-8")
+    space = load_space(p)
+    sn = build_supernet(space, dtype=torch.float64)
+    assert any("proj" in k for k in sn.model.state_dict())
+    sn.model.load_state_dict(randomize(sn.model, seed=2))
+    sn.model.eval()
+    x = torch.randn(2, *sn.input_shape[1:], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    skip_first = sn.sample_path(random.Random(0))
+    skip_first.update({"low.e0_1": "skip", "low.out": 1})
+    for choice in [skip_first] + _paths(sn, 4, seed=7):
+        _, child = sn.child(choice)
+        sn.fix(choice)
+        with torch.no_grad():
+            want, got = child.eval()(x), sn.model(x)
+        assert float((got - want).abs().max() / want.abs().max()) <= 1e-12, choice
+    pc = build_supernet(space, partial_channels=4)
+    anat = pc.anatomies[0]
+    # edges from the 8-wide cell input keep all channels (the bypass could not be concatenated back)
+    assert anat.partial and all(anat.cell.edges[e][0] != 0 for e in anat.partial)
+    assert pc.model(torch.randn(2, *pc.input_shape[1:])).shape[0] == 2
