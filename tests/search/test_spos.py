@@ -280,12 +280,14 @@ def test_cli_spos_end_to_end_resume_and_oneshot_check(tmp_path: Path, capsys: py
     assert rows[0].startswith("number,state,status,val_loss") and len(rows) >= 5
     # rerunning resumes: the supernet checkpoint is complete and no child is scored twice;
     # with --check-proxy it adds the one-shot check over the scored children
-    assert main(args + ["--check-proxy", "3", "--seeds", "1"]) == 0
+    assert main(args + ["--check-proxy", "3", "--seeds", "1", "--metric", "val_auc"]) == 0
     cap = capsys.readouterr()
     assert "nothing to train" in cap.err and "spos: child " not in cap.err
     check = json.loads((out / "proxy_check.json").read_text())
     assert check["kind"] == "oneshot" and check["k"] == 3 and check["seeds"] == 1
-    assert len(check["children"]) == 3 and check["metric"] == "val_loss"
+    assert len(check["children"]) == 3 and check["metric"] == "val_auc"
+    for r in check["children"]:
+        assert 0.0 <= r["inherited"] <= 1.0 and all(0.0 <= v <= 1.0 for v in r["standalone"])
     assert "inherited vs stand-alone over 3 children: kendall_tau" in cap.err
     ranks = [r["inherited_rank"] for r in check["children"]]
     assert ranks == sorted(ranks) and ranks[0] == 1  # spread over the ranking, best first
@@ -306,6 +308,8 @@ def test_cli_spos_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "--check-proxy K compares inherited and stand-alone scores" in capsys.readouterr().err
     assert main(base + ["--set", "check_proxy=2"]) == 1
     assert "at least 3 children" in capsys.readouterr().err
+    assert main(base + ["--check-proxy", "3", "--metric", "latency_ms"]) == 1
+    assert "cannot rank by 'latency_ms'" in capsys.readouterr().err
     # an invalid option in the space file points at its line
     space.write_text(space.read_text() + "strategy:\n  spos: {children: 0}\n")
     assert main(base) == 1

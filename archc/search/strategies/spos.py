@@ -64,6 +64,7 @@ OPTION_DOCS = {
     "check_proxy": "one-shot proxy check: children retrained for τ between inherited and stand-alone (0: off)",
     "check_seeds": "seeds per child in the one-shot check",
     "check_epochs": "epochs of the stand-alone training in the one-shot check (default: the evaluator's)",
+    "check_metric": "validation metric the one-shot check ranks by (default: the first objective)",
     "device": "auto (CUDA when present), cpu, cuda or cuda:N: supernet, scoring and retraining",
     "seed": "seed of the supernet, its path sampling and the child sampler (default: the space's)",
 }
@@ -87,6 +88,7 @@ class SposOptions:
     check_proxy: int = 0
     check_seeds: int = 2
     check_epochs: int | None = None
+    check_metric: str | None = None
     device: str = "auto"
     seed: int | None = None
 
@@ -126,6 +128,8 @@ class SposOptions:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (name == "lr" and v == 0):
                 raise SearchError(f"spos option {name} must be a {'positive' if name == 'lr' else 'non-negative'} "
                                   f"number, got {v!r}")
+        if self.check_metric is not None and not isinstance(self.check_metric, str):
+            raise SearchError(f"spos option check_metric must be a metric name, got {self.check_metric!r}")
         if not isinstance(self.device, str):
             raise SearchError(f"spos option device must be a name (auto, cpu, cuda, cuda:N), got {self.device!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
@@ -152,7 +156,7 @@ class SposResult:
     seconds: float = 0.0
 
 
-def _check_space(space: SearchSpace) -> None:
+def _check_space(space: SearchSpace, check_metric: str | None = None) -> None:
     if not space.cells:
         raise SearchError(f"{space.path}: the spos strategy searches cells, and this space has none",
                           hint="use --strategy sample for a space of plain choices")
@@ -168,6 +172,9 @@ def _check_space(space: SearchSpace) -> None:
             raise SearchError(f"objective '{o.metric}' cannot be measured with inherited weights (spos scores "
                               f"children on {', '.join(sorted(ok))})", o.loc,
                               hint="use --strategy sample for latency or zero-cost objectives")
+    if check_metric is not None and check_metric not in ok:
+        raise SearchError(f"the one-shot check cannot rank by '{check_metric}': children are scored on "
+                          f"{', '.join(sorted(ok))}", hint="e.g. --metric val_loss")
 
 
 def supernet_digest(space: SearchSpace) -> str:
@@ -259,7 +266,7 @@ def run_spos(space_path: str | Path | SearchSpace, options: SposOptions | None =
     opts = options or SposOptions()
     opts.check()
     space = space_path if isinstance(space_path, SearchSpace) else load_space(space_path)
-    _check_space(space)
+    _check_space(space, opts.check_metric)
     seed = opts.seed if opts.seed is not None else (space.study.seed or 0)
     out_dir = Path(out if out is not None else Path("runs") / f"{space.name}_spos")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -339,7 +346,7 @@ def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storag
     check = None
     if opts.check_proxy:
         check = oneshot_check(study, space, builder, cpu_data, opts.check_proxy, opts.check_seeds, say, device=device,
-                              epochs=opts.check_epochs)
+                              epochs=opts.check_epochs, metric=opts.check_metric)
         for line in format_check(check).splitlines():
             say(f"spos: {line}")
     res = SposResult(space, out_dir, study, desc, opts, sn_info, counts, topk, best, check)

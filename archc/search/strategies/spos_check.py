@@ -125,11 +125,12 @@ def _stat(x: Sequence[float], y: Sequence[float], seed: int) -> dict[str, Any]:
 
 def oneshot_check(study: Any, space: SearchSpace, builder: ModelBuilder, data: ProxyData, k: int, seeds: int = 2,
                   say: Callable[[str], None] = lambda s: None, device: torch.device | None = None,
-                  epochs: int | None = None) -> dict[str, Any]:
+                  epochs: int | None = None, metric: str | None = None) -> dict[str, Any]:
     """τ/ρ between inherited-weight scores and stand-alone training over ``k`` scored children.
 
-    The metric is the space's first objective; stand-alone training uses the evaluator's budget, or
-    ``epochs`` epochs of it. Raises :class:`SearchError` when fewer than 3 distinct
+    The metric is ``metric`` (a validation metric of the task), else the space's first objective;
+    children are picked by their first-objective rank; stand-alone training uses the evaluator's
+    budget, or ``epochs`` epochs of it. Raises :class:`SearchError` when fewer than 3 distinct
     children were scored or ``k``/``seeds`` are out of range.
     """
     if k < 3:
@@ -141,15 +142,20 @@ def oneshot_check(study: Any, space: SearchSpace, builder: ModelBuilder, data: P
         raise SearchError(f"only {len(ranked)} distinct children were scored; the one-shot check needs at least 3",
                           hint="score more children (--trials)")
     picked = spread(ranked, k)
-    metric = space.objectives[0].metric
+    metric = metric or space.objectives[0].metric
+    have = ranked[0].user_attrs.get("eval_metrics") or {}
+    if metric not in have and metric not in (ranked[0].user_attrs.get("metrics") or {}):
+        raise SearchError(f"the one-shot check cannot rank by '{metric}': children are scored on "
+                          f"{', '.join(sorted(have))}", hint=f"e.g. --metric {next(iter(sorted(have)), 'val_loss')}")
     rows = []
     for rank_i, t in enumerate(picked, 1):
         per_seed = [retrain_cached(study, space, builder, t, data, s, say, device, epochs) for s in range(seeds)]
         vals = [float(m[metric]) for m in per_seed]
-        rows.append({"trial": t.number, "arch": t.user_attrs.get("arch"), "inherited": float(t.values[0]),
+        inh = {**(t.user_attrs.get("metrics") or {}), **(t.user_attrs.get("eval_metrics") or {})}[metric]
+        rows.append({"trial": t.number, "arch": t.user_attrs.get("arch"), "inherited": float(inh),
                      "standalone": vals, "standalone_mean": statistics.fmean(vals),
                      "inherited_rank": ranked.index(t) + 1})
-        say(f"spos: check {rank_i}/{len(picked)}: child #{t.number} inherited {metric} {t.values[0]:.5g}, "
+        say(f"spos: check {rank_i}/{len(picked)}: child #{t.number} inherited {metric} {inh:.5g}, "
             f"stand-alone {' / '.join(f'{v:.5g}' for v in vals)}")
     inherited = [r["inherited"] for r in rows]
     standalone = [r["standalone_mean"] for r in rows]
