@@ -398,3 +398,17 @@ def test_supernet_digest_ignores_edits_that_do_not_change_scores(tmp_path: Path)
              text.replace("train: 64, val: 64", "train: 32, val: 64")]           # the data
     for t in other:
         assert supernet_digest(load_space(p, t)) != d0
+
+
+def test_a_child_whose_score_is_not_finite_fails_and_the_search_goes_on(tmp_path: Path) -> None:
+    space = load_space(small_space(tmp_path))
+    study = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    calls = iter([{"val_loss": float("nan")}] + [{"val_loss": 0.1 * i} for i in range(1, 50)])
+    counts = run_children(space, study, lambda c: next(calls), 2)
+    failed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+    assert counts["failed"] == 1 and counts["scored"] == 2 and len(failed) == 1
+    assert "inherited-weight val_loss is nan" in failed[0].user_attrs["reason"]
+    # a missing objective fails the child too (not a half-told trial)
+    study2 = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    with pytest.raises(SearchError, match="10 children in a row failed.*objective val_loss is None"):
+        run_children(space, study2, lambda c: {"val_acc": 0.5}, 1)

@@ -172,11 +172,12 @@ class _Children:
             state = TrialState.COMPLETE
         except _Rejected as exc:
             self.counts["rejected" if exc.status == "rejected" else "infeasible"] += 1
-            status, reason, state = exc.status, str(exc), TrialState.PRUNED
+            status, reason, state, values = exc.status, str(exc), TrialState.PRUNED, None
         except (FloatingPointError, SpecError, RuntimeError, ValueError) as exc:
             # one child that cannot run (e.g. a shape the proxy size cannot take) must not end the search
             self.counts["failed"] += 1
-            status, reason, state = "failed", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", TrialState.FAIL
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            status, reason, state, values = "failed", f"{type(exc).__name__}: {first}", TrialState.FAIL, None
         trial.set_user_attr("status", status)
         if reason:
             trial.set_user_attr("reason", reason)
