@@ -31,7 +31,7 @@ from archc.search.ranking import bootstrap_interval, kendall_tau, spearman_rho
 from archc.search.runner import ModelBuilder, SearchError
 from archc.search.space import SearchSpace
 
-__all__ = ["retrain", "retrain_cached", "oneshot_check", "ranked_children", "spread"]
+__all__ = ["retrain", "retrain_cached", "oneshot_check", "format_check", "ranked_children", "spread"]
 
 
 def retrain(space: SearchSpace, builder: ModelBuilder, choice: dict[str, Any], data: ProxyData, seed: int,
@@ -196,5 +196,3 @@ def format_check(result: dict[str, Any]) -> str:
                      f"{n['metric_std']:.3g}")
     return "\n".join(lines)
 
-
-__all__ += ["format_check"]
