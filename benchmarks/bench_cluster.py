@@ -72,12 +72,17 @@ def _load(storage: str, name: str) -> Any:
 # 1. throughput
 # -------------------------------------------------------------------------------------------------------
 def throughput(space: Path, workers: int, trials: int, tmp: Path) -> dict[str, Any]:
+    import resource
+
     out = tmp / f"w{workers}_{uuid.uuid4().hex[:6]}"
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "archc", "search", str(space), "--workers", str(workers), "--trials",
                         str(trials), "--out", str(out), "--no-progress"], capture_output=True, text=True, env=_env(),
                        cwd=str(ROOT))
     wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if p.returncode != 0:
         raise SystemExit(f"bench_cluster: the search failed ({p.returncode}):\n{p.stderr[-3000:]}")
     study = _load(str(out / "study.log"), "cdc")
@@ -85,7 +90,7 @@ def throughput(space: Path, workers: int, trials: int, tmp: Path) -> dict[str, A
     first = min(t.datetime_start for t in study.trials if t.datetime_start)
     last = max(t.datetime_complete for t in study.trials if t.datetime_complete)
     steady = (last - first).total_seconds()
-    return {"workers": workers, "evaluated": len(done), "trials": len(study.trials), "wall_s": wall,
+    return {"workers": workers, "evaluated": len(done), "trials": len(study.trials), "wall_s": wall, "cpu_s": cpu,
             "steady_s": steady, "per_min_wall": 60 * len(done) / wall, "per_min_steady": 60 * len(done) / steady}
 
 
@@ -178,13 +183,15 @@ def main() -> None:
     print(f"machine: {info['cpus']} CPUs, load average {info['load_avg_1min']:.1f} at the end")
     if runs:
         print(f"\n1. throughput on {Path(args.space).name} ({args.trials} evaluated trials per run)")
-        print(f"{'workers':>7} {'runs':>4} {'trials/min (command)':>21} {'trials/min (steady)':>20} {'ratio (steady)':>15}")
+        print(f"{'workers':>7} {'runs':>4} {'trials/min (command)':>21} {'trials/min (steady)':>20} {'ratio (steady)':>15}"
+              f" {'CPU s/trial':>12}")
         med1 = statistics.median(r["per_min_steady"] for r in runs if r["workers"] == 1)
         for w in (1, 2):
             rs = [r for r in runs if r["workers"] == w]
             cmd = statistics.median(r["per_min_wall"] for r in rs)
             st = statistics.median(r["per_min_steady"] for r in rs)
-            print(f"{w:>7} {len(rs):>4} {cmd:>21.2f} {st:>20.2f} {st / med1:>14.2f}x")
+            cpu = statistics.median(r["cpu_s"] / r["evaluated"] for r in rs)
+            print(f"{w:>7} {len(rs):>4} {cmd:>21.2f} {st:>20.2f} {st / med1:>14.2f}x {cpu:>12.2f}")
     print(f"\n2. storage overhead per trial ({args.overhead_trials} cost-only trials)")
     print(f"{'storage':>22} {'ms/trial':>9} {'overhead ms':>12}")
     for r in rows:

@@ -424,18 +424,21 @@ class _Driver:
                 if self.timeout is not None and time.monotonic() - start >= self.timeout:
                     result.stopped, result.timed_out = f"timeout after {self.timeout:g} s", True
                     break
-                _fail_dead_workers(study, self.resilience.retries, self.resilience.grace, self.say)
                 if attempts >= max_attempts:
                     result.stopped = (f"{attempts} trials attempted without reaching {want} evaluated "
                                       f"(max_attempts; {search.counts['reused']} duplicates, {search.counts['rejected']} "
                                       "rejected)")
                     break
+                # under the lock: dead workers' trials are failed, and a trial is reserved and marked as this
+                # worker's (a retry inherits its dead original's worker attribute) before anyone looks again
                 with handle.lock(), _sigint_deferred():
+                    _fail_dead_workers(study, self.resilience.retries, self.resilience.grace, self.say)
                     trials = study.get_trials(deepcopy=False)
                     done = _evaluated(trials)
                     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
                     if done < want and done + running < want:
                         current = study.ask()
+                        current.set_user_attr("worker", search.host_worker)
                 if done >= want:
                     break
                 if current is None:

@@ -191,10 +191,12 @@ def _journal_heartbeat_class() -> type:
             now = time.time()
             stale = []
             for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-                last = t.system_attrs.get(HEARTBEAT_ATTR)
-                if not isinstance(last, (int, float)):
-                    last = t.datetime_start.timestamp() if t.datetime_start is not None else now
-                if now - float(last) > self._hb_grace:
+                # a retry inherits its original's system attributes, old heartbeat included: its own
+                # start time counts until it beats
+                beat = t.system_attrs.get(HEARTBEAT_ATTR)
+                start = t.datetime_start.timestamp() if t.datetime_start is not None else now
+                last = max(float(beat), start) if isinstance(beat, (int, float)) else start
+                if now - last > self._hb_grace:
                     stale.append(t._trial_id)
             return stale
 

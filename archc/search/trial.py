@@ -217,7 +217,8 @@ class TrialRunner:
         metrics: dict[str, Any] = {}
         self._metrics = metrics  # per-epoch and zero-cost metrics land here too (kept when a trial is pruned)
         violation = [0.0] * (1 + len(self.constraint_keys))
-        trial.set_user_attr("worker", self.host_worker)
+        if trial.user_attrs.get("worker") != self.host_worker:
+            trial.set_user_attr("worker", self.host_worker)
         self.duplicate = False
         self.last_reason = ""
         inherited = [k for k in _INHERITED if k in trial.user_attrs]
