@@ -412,3 +412,30 @@ def test_a_child_whose_score_is_not_finite_fails_and_the_search_goes_on(tmp_path
     study2 = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=0))
     with pytest.raises(SearchError, match="10 children in a row failed.*objective val_loss is None"):
         run_children(space, study2, lambda c: {"val_acc": 0.5}, 1)
+
+
+def test_an_interrupted_child_search_leaves_no_running_child_and_resumes(tmp_path: Path) -> None:
+    space = load_space(small_space(tmp_path))
+    study = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    n = {"calls": 0}
+
+    def score(choice: Any) -> dict[str, float]:
+        n["calls"] += 1
+        if n["calls"] == 2:
+            raise KeyboardInterrupt
+        return {"val_loss": 1.0 / n["calls"]}
+
+    with pytest.raises(KeyboardInterrupt):
+        run_children(space, study, score, 3)
+    assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    assert sum(t.user_attrs.get("status") == "complete" for t in study.get_trials(deepcopy=False)) == 1
+    counts = run_children(space, study, score, 3)  # the same call again finishes the job
+    assert counts["scored"] == 2
+    assert sum(t.user_attrs.get("status") == "complete" for t in study.get_trials(deepcopy=False)) == 3
+
+
+def test_timeout_stops_asking_for_children(tmp_path: Path) -> None:
+    space = load_space(small_space(tmp_path))
+    study = optuna.create_study(directions=space.directions)
+    counts = run_children(space, study, lambda c: {"val_loss": 0.5}, 50, timeout=0.0)
+    assert counts["stopped"] == "timeout after 0 s" and counts["attempts"] == 0
