@@ -21,17 +21,19 @@ def _esc(s: str) -> str:
 def _panel(o: list[str], x0: float, y0: float, w: float, h: float, series: dict[str, list[float]], title: str) -> None:
     o.append(f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#333"/>')
     o.append(f'<text x="{x0 + w / 2}" y="{y0 - 6}" text-anchor="middle">{_esc(title)}</text>')
-    vals = [v for s in series.values() for v in s]
-    hi = max(vals, default=1.0)
-    hi = max(hi * 1.05, 1e-9)
-    for t in (0.0, hi / 2, hi):
-        yy = y0 + h - t / hi * h
+    vals = [v for s in series.values() for v in s] or [0.0, 1.0]
+    # the weights stay close to uniform for many epochs: the axis spans the data, not [0, 1]
+    lo, hi = min(vals), max(vals)
+    pad = max((hi - lo) * 0.08, 1e-4)
+    lo, hi = max(lo - pad, 0.0), hi + pad
+    for t in (lo, (lo + hi) / 2, hi):
+        yy = y0 + h - (t - lo) / (hi - lo) * h
         o.append(f'<line x1="{x0}" y1="{yy:.1f}" x2="{x0 + w}" y2="{yy:.1f}" stroke="#eee"/>')
-        o.append(f'<text x="{x0 - 4}" y="{yy + 4:.1f}" text-anchor="end">{t:.2f}</text>')
+        o.append(f'<text x="{x0 - 4}" y="{yy + 4:.1f}" text-anchor="end">{t:.3f}</text>')
     n = max((len(s) for s in series.values()), default=1)
     for k, (name, s) in enumerate(series.items()):
         color = _COLORS[k % len(_COLORS)]
-        pts = [(x0 + (i / max(n - 1, 1)) * w, y0 + h - v / hi * h) for i, v in enumerate(s)]
+        pts = [(x0 + (i / max(n - 1, 1)) * w, y0 + h - (v - lo) / (hi - lo) * h) for i, v in enumerate(s)]
         if len(pts) > 1:
             o.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="'
                      + " ".join(f"{px:.1f},{py:.1f}" for px, py in pts) + f'"><title>{_esc(name)}</title></polyline>')
