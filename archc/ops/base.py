@@ -157,7 +157,16 @@ class Attr:
             raise OpCheckError(f"attribute '{self.name}' must be one of {list(self.choices)}, got {v!r}", self.name)
 
 
+#: the largest integer an attribute may hold: PyTorch reads sizes, strides and paddings as 64-bit integers and
+#: indexes dimensions with 32-bit ones
+MAX_INT_ATTR = 2**31 - 1
+
+
 def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT_ATTR:
+        raise OpCheckError(f"attribute '{name}' is {value:,}, beyond ±{MAX_INT_ATTR:,}" if abs(value) < 10**30
+                           else f"attribute '{name}' is a {len(str(abs(value)))}-digit number, beyond ±{MAX_INT_ATTR:,}",
+                           name, hint="use a realistic size")
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             raise OpCheckError(

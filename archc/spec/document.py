@@ -162,6 +162,9 @@ def load_spec_doc(path: str | Path, text: str | None = None, root: Path | None =
                     hint=suggest(str(k), params) or "declare it under params first",
                 )
     default_variant = raw.get("default_variant")
+    if default_variant is not None and not isinstance(default_variant, str):
+        raise SpecError(f"default_variant must be a variant name, got {default_variant!r}", raw.loc_of("default_variant"),
+                        hint="write the name of one of the variants")
     if default_variant is not None and default_variant not in variants:
         raise SpecError(
             f"default_variant '{default_variant}' is not a variant",

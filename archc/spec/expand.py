@@ -39,6 +39,8 @@ MAX_REPEAT = 10_000
 MAX_NODES = 2_000_000
 #: the largest tensor dimension (PyTorch kernels index dimensions with 32-bit integers)
 MAX_DIM = 2**31 - 1
+#: the most elements one parameter or buffer may hold (its byte size must fit PyTorch's 64-bit storage sizes)
+MAX_TENSOR = 2**48
 RESERVED = ("op", "in", "repeat", "when", "names", "doc")
 #: names a node id must not take: nn.Module attributes it would shadow in generated code, and the
 #: module-level names generated code uses (kept literal so expanding a spec never imports torch)
@@ -364,6 +366,13 @@ class _Expander:
                     shown = f"{d:,}" if d < 10**30 else f"a {len(str(d))}-digit number"
                     raise ShapeError(f"node '{nid}' ({op}): an output dimension is {shown}, above the limit of {MAX_DIM:,}",
                                      loc, hint="check the sizes and scales that lead here")
+        for pname, shape in {**opdef.params(bound, in_types), **opdef.buffers(bound, in_types)}.items():
+            numel = 1
+            for d in shape:
+                numel *= d
+            if numel > MAX_TENSOR:
+                raise ShapeError(f"node '{nid}' ({op}): its {pname} would hold {numel:.3g} numbers, beyond what a tensor "
+                                 f"can hold ({MAX_TENSOR:.3g})", loc, hint="check the channel counts and kernel sizes")
         exprs = {k: v for k, v in args.items() if is_expr(v)}
         meta: dict[str, Any] = {"types": tuple(out_types), "in_types": tuple(in_types)}
         if exprs:
