@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -765,7 +766,7 @@ def check_fused(unfused_source: str, fused_source: str, state_dict: Mapping[str,
     Returns the two max relative errors.
     """
     from archc.diagnostics import PassError
-    from archc.passes.equivalence import module_from_source, randomize
+    from archc.passes.equivalence import module_from_source, randomize, rel_error
 
     ref_mod = module_from_source(unfused_source, "archc_unfused")
     fused_mod = module_from_source(fused_source, "archc_fused")
@@ -787,9 +788,9 @@ def check_fused(unfused_source: str, fused_source: str, state_dict: Mapping[str,
             b = fused(*xs)
         a_t = a if isinstance(a, tuple) else (a,)
         b_t = b if isinstance(b, tuple) else (b,)
-        err = 0.0
+        err = 0.0 if len(a_t) == len(b_t) else math.inf
         for u, v in zip(a_t, b_t):
-            err = max(err, float((u - v).abs().max()) / max(float(u.abs().max()), 1e-30))
+            err = max(err, rel_error(u, v))  # inf on any NaN/inf: max(0.0, nan) would pass
         errs[str(dtype).replace("torch.", "")] = err
         if not err <= tol:
             raise PassError(f"fused lowering broke numerical equivalence in {dtype}: max relative error {err:.3e} > {tol:.0e}",
