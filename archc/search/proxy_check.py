@@ -306,9 +306,9 @@ def check_proxy(space_path: str | Path, k: int, *, long_epochs: int | None = Non
     space = load_space(space_path)
     train = space.evaluator.train
     if train is None or space.evaluator.task is None:
-        raise ProxyCheckError(f"{space.path}: the evaluator does not train, so there is no proxy budget to check",
-                              space.raw.loc_of("evaluator") if "evaluator" in space.raw else None,
-                              hint="add 'evaluator: {task: ..., train: {epochs: N}}'")
+        loc = space.raw.loc_of("evaluator") if "evaluator" in space.raw else None
+        raise ProxyCheckError(("" if loc else f"{space.path}: ") + "the evaluator does not train, so there is no proxy "
+                              "budget to check", loc, hint="add 'evaluator: {task: ..., train: {epochs: N}}'")
     if k < 3:
         raise ProxyCheckError(f"--check-proxy needs at least 3 architectures to rank, got {k}")
     if seeds < 2:
