@@ -36,7 +36,12 @@ def resolve_padding(a: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def _short(v: tuple[int, int]) -> Any:
-    return v[0] if v[0] == v[1] else v
+    a, b = v
+    if type(a) is int and type(b) is int:
+        return a if a == b else v
+    # sizes traced by code generation: written once only when both are the same expression (whatever its value)
+    ea = getattr(a, "expr", None)
+    return a if ea is not None and ea == getattr(b, "expr", None) else v
 
 
 class Conv2d(Op):

@@ -171,7 +171,9 @@ class Reshape(Op):
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
         # the spec's own shape, -1 included: PyTorch infers that entry exactly as infer() did, for any input
-        shape = list(a["shape"]) if -1 in a["shape"] else [dim_int(d) for d in outs[0].shape[1:]]
+        # (a size traced by code generation counts as -1 only when it is the literal -1, whatever its value)
+        infer = any(d == -1 if type(d) is int else getattr(d, "expr", None) == "-1" for d in a["shape"])
+        shape = list(a["shape"]) if infer else [dim_int(d) for d in outs[0].shape[1:]]
         if not shape:  # an empty list literal would script as List[Tensor]
             return Lowering(None, "{0}.reshape([{0}.shape[0]])")
         return Lowering(None, "{0}.reshape([{0}.shape[0]] + {shape})", {"shape": shape})

@@ -340,6 +340,19 @@ class _Symbols:
 
         return ast.unparse(T().visit(compile_expr(src).tree))
 
+    def switch(self, src: str, value: Any, env: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+        """Record that the class holds only while the author's expression ``src`` gives ``value``."""
+        m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S)
+        assert m is not None  # only whole expressions are switches (see _whole)
+        try:
+            if compile_expr(m.group(1)).eval({**env, **extra}) != value:
+                return  # a pass rewrote the attribute: the value is the graph's, not the expression's
+            py = _fold(self.translate(m.group(1), extra))
+        except Exception:  # noqa: BLE001 - an expression that does not evaluate here explains nothing
+            return
+        cond = py if value is True else _negate(py) if value is False else f"{py} is None" if value is None else f"{py} == {literal(value)}"
+        self.lengths.setdefault(cond, None)
+
     def symbolic(self, value: Any, src: str | None, env: Mapping[str, Any], extra: Mapping[str, Any]) -> Any:
         """``value`` (an attribute or param as bound) carrying the author's expression ``src``.
 
@@ -366,6 +379,12 @@ class _Symbols:
         if value is None or not _num_eq(value, raw) and value != raw:
             return _opaque(value)
         return sym(value, py)
+
+
+def _whole(src: Any) -> bool:
+    """True for a spec value that is one ``${...}`` expression (not text with expressions inside)."""
+    m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S) if isinstance(src, str) else None
+    return m is not None and "${" not in m.group(1)
 
 
 def _num_eq(a: Any, b: Any) -> bool:
@@ -567,7 +586,7 @@ class _ClassEmitter:
                 fixed = {p: self.envs[0][p] for p in names if self.cls.arg_names.get(p, p) not in args and p in self.envs[0]}
                 if any(not _same(env.get(p), v) for env in self.envs for p, v in fixed.items()):
                     continue
-                py = self.sym.translate(m.group(1), fixed)
+                py = _fold(self.sym.translate(m.group(1), fixed))
             except Exception:  # noqa: BLE001 - the expander evaluated it; a text it cannot translate is skipped
                 continue
             cond = py if value is True else _negate(py) if value is False else f"{py} == {literal(value)}"
@@ -651,9 +670,16 @@ class _ClassEmitter:
         if not self.symbolic:
             return _lowering(node), False, list(node.types)
         exprs = node.meta.get("exprs") or {}
-        sattrs = {key: (self.sym.symbolic(v, exprs[key], self.envs[k], extra) if key in exprs else v)
-                  for key, v in node.attrs.items()}
-        forced = any(v is None and key in exprs for key, v in node.attrs.items())
+        sattrs = {}
+        for key, v in node.attrs.items():
+            if key in exprs and (v is None or isinstance(v, (bool, str))) and _whole(exprs[key]):
+                # a switch (bias: ${not deploy}, act: ${act}): ops branch on it, so the class is built for its
+                # value and __init__ checks the arguments still give it (like a 'when')
+                self.sym.switch(exprs[key], v, self.envs[k], extra)
+                sattrs[key] = v
+            else:
+                sattrs[key] = self.sym.symbolic(v, exprs[key], self.envs[k], extra) if key in exprs else v
+        forced = False
         dep = forced or any(has_sym(v) for v in sattrs.values()) or any(has_sym(t.shape) for t in sins)
         if not dep:
             return _lowering(node), False, list(node.types)
@@ -916,17 +942,54 @@ def _negate(py: str) -> str:
 
 
 def _fold(py: str) -> str:
-    """``a if <constant test> else b`` resolved (after a loop index was replaced by a number)."""
+    """Constant parts folded (after fixed params or a loop index were replaced by values).
+
+    ``a if 0 == 0 else b`` → ``a``, ``K < 7 or False`` → ``K < 7``, ``not False`` → ``True``.
+    """
+
+    def const(node: ast.AST) -> Any:
+        if any(isinstance(x, ast.Name) for x in ast.walk(node)):
+            raise ValueError
+        v = compile_expr(ast.unparse(node)).eval({})
+        if not isinstance(v, (bool, int, float, str, type(None))):
+            raise ValueError
+        return v
 
     class F(ast.NodeTransformer):
+        def visit(self, node: ast.AST) -> ast.AST:
+            node = super().visit(node)
+            if isinstance(node, ast.expr) and not isinstance(node, ast.Constant):
+                try:
+                    return ast.Constant(const(node))
+                except Exception:  # noqa: BLE001 - not constant, or not foldable: keep it
+                    pass
+            return node
+
+        def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+            self.generic_visit(node)
+            if isinstance(node.op, ast.Not):
+                return ast.parse(_negate(ast.unparse(node.operand)), mode="eval").body
+            return node
+
         def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
             self.generic_visit(node)
-            if not any(isinstance(x, ast.Name) for x in ast.walk(node.test)):
-                try:
-                    return node.body if compile_expr(ast.unparse(node.test)).eval({}) else node.orelse
-                except Exception:  # noqa: BLE001 - not foldable: keep it
-                    return node
+            if isinstance(node.test, ast.Constant):
+                return node.body if node.test.value else node.orelse
             return node
+
+        def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+            self.generic_visit(node)
+            unit = isinstance(node.op, ast.And)  # True is neutral in 'and', False in 'or'
+            kept = []
+            for v in node.values:
+                if isinstance(v, ast.Constant) and isinstance(v.value, bool):
+                    if v.value is unit:
+                        continue
+                    return ast.Constant(not unit)  # absorbing
+                kept.append(v)
+            if not kept:
+                return ast.Constant(unit)
+            return kept[0] if len(kept) == 1 else ast.BoolOp(node.op, kept)
 
     return ast.unparse(F().visit(ast.parse(py, mode="eval").body))
 
