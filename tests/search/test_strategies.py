@@ -63,6 +63,21 @@ def test_options_layer_defaults_space_file_and_command_line(tmp_path: Path) -> N
     assert (d.partial_channels, d.arch_lr, d.warmup) == (1, 3e-4, 0.0)
 
 
+@pytest.mark.parametrize("body, message", [
+    ("  darts: 3", "options of strategy 'darts' must be a mapping"),
+    ("  darts: {epochs: [1, 2]}", "option 'epochs' of strategy 'darts' must be a single value"),
+    ("  pcdarst: {epochs: 1}", "did you mean 'pcdarts'"),
+])
+def test_strategy_section_errors_have_positions(tmp_path: Path, body: str, message: str) -> None:
+    from archc.diagnostics import SearchSpaceError
+
+    p = small_space(tmp_path, body)
+    with pytest.raises(SearchSpaceError) as exc:
+        load_space(p)
+    line = len(p.read_text().splitlines())
+    assert message in exc.value.render() and exc.value.loc.line == line
+
+
 def test_bad_strategy_options_point_at_the_space_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = small_space(tmp_path, "  darts: {epochs: 0}")
     assert main(["search", str(p), "--strategy", "darts", "--out", str(tmp_path / "o")]) == 1
