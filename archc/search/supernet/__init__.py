@@ -112,7 +112,7 @@ class Supernet:
         """Run only the path ``choice`` (the space's param values of the cells); ``None``: the mixed forward."""
         if choice is None:
             for m in self._cells.values():
-                m.path = torch.zeros(0, dtype=torch.long, device=m.alpha.device)
+                m.path = torch.zeros(0, dtype=torch.long)
             self._fixed = None
             return
         norm = self.normalized(choice)
@@ -120,7 +120,8 @@ class Supernet:
             edges, out_node = norm[a.node.id]
             idx = [a.cell.ops.index(e) for e in edges] + [out_node]
             m = self._cells[a.node.id]
-            m.path = torch.tensor(idx, dtype=torch.long, device=m.alpha.device)
+            # kept on the CPU: the forward only reads it as a list (no device sync per step on a GPU)
+            m.path = torch.tensor(idx, dtype=torch.long)
         self._fixed = dict(choice)
 
     def cell_module(self, cell: str) -> torch.nn.Module:
