@@ -36,7 +36,7 @@ from archc.diagnostics import ArchcError
 from archc.search.evaluate import ProxyEvaluator
 from archc.search.outputs import ranked_front, write_outputs
 from archc.search.space import CONSTRAINED_SAMPLERS, PRUNERS, SAMPLERS, SearchSpace, load_space
-from archc.search.storage import STORAGE_FILE, Resilience, StorageHandle, default_storage_path, retry_callback
+from archc.search.storage import DEFER, STORAGE_FILE, Resilience, StorageHandle, default_storage_path, retry_callback
 from archc.search.storage import make_storage as open_storage
 from archc.search.trial import ModelBuilder, TrialRunner, host, pid_alive
 from archc.search.workers import worker_seed
@@ -248,27 +248,18 @@ def _interrupt_once() -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     seen = []
+    DEFER.pending = False
 
     def handler(signum: int, frame: Any) -> None:
         if not seen:
             seen.append(signum)
+            if DEFER.depth:  # inside a storage write or a reservation: raised when it ends
+                DEFER.pending = True
+                return
             raise KeyboardInterrupt
 
     prev = signal.signal(signal.SIGINT, handler)
     return lambda: signal.signal(signal.SIGINT, prev)
-
-
-class _sigint_deferred:  # noqa: N801 - used as a context manager
-    """Hold SIGINT back while a trial is asked, so that an interrupt never leaves an asked trial unknown."""
-
-    def __enter__(self) -> None:
-        self.on = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
-        if self.on:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.on:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _evaluated(trials: Sequence[Any]) -> int:
@@ -431,7 +422,7 @@ class _Driver:
                     break
                 # under the lock: dead workers' trials are failed, and a trial is reserved and marked as this
                 # worker's (a retry inherits its dead original's worker attribute) before anyone looks again
-                with handle.lock(), _sigint_deferred():
+                with handle.lock(), DEFER.section():
                     _fail_dead_workers(study, self.resilience.retries, self.resilience.grace, self.say)
                     trials = study.get_trials(deepcopy=False)
                     done = _evaluated(trials)

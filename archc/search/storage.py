@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from typing import Any
 
 from archc.diagnostics import ArchcError
 
-__all__ = ["STORAGE_FILE", "StorageError", "Resilience", "StorageHandle", "default_storage_path", "make_storage",
+__all__ = ["STORAGE_FILE", "DEFER", "StorageError", "Resilience", "StorageHandle", "default_storage_path", "make_storage",
            "normalize_url", "mask_url", "repair_journal", "HeartbeatJournalStorage", "storage_lock",
            "retry_callback"]
 
@@ -158,6 +159,52 @@ def normalize_url(url: str) -> tuple[str, str]:
         raise StorageError(f"the storage '{mask_url(url)}' needs the {_DRIVERS[scheme][0]} driver, which is not installed",
                            hint=f"install {_DRIVERS[scheme][1]}, or write postgresql:// to use the installed driver")
     return f"{scheme}://{rest}", dialect
+
+
+# -------------------------------------------------------------------------------------------------------
+# interrupts held back around writes
+# -------------------------------------------------------------------------------------------------------
+class _Deferral:
+    """Ctrl-C that arrives while the main thread writes to the storage waits for the write to end.
+
+    A KeyboardInterrupt inside Optuna's journal lock leaves the lock or a half-written line behind, and
+    one between ``ask`` and its bookkeeping leaves a trial nobody owns. The worker's SIGINT handler
+    (:func:`archc.search.runner`) asks :data:`DEFER` whether to raise now or when the section ends.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending = False
+
+    @contextlib.contextmanager
+    def section(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0 and self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
+
+
+DEFER = _Deferral()
+
+
+def _safe_backend_class() -> type:
+    from optuna.storages.journal import JournalFileBackend
+
+    class _SafeJournalFileBackend(JournalFileBackend):
+        """Optuna's journal file whose appends finish before a Ctrl-C takes effect."""
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            with DEFER.section():
+                super().append_logs(logs)
+
+    return _SafeJournalFileBackend
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -301,7 +348,6 @@ def make_storage(storage: str | None, out: Path, resilience: Resilience | None =
     anything else is the path of a journal file. Heartbeats and retries follow ``resilience``.
     """
     import optuna
-    from optuna.storages.journal import JournalFileBackend
 
     res = resilience or Resilience()
     say = warn or (lambda s: None)
@@ -327,7 +373,7 @@ def make_storage(storage: str | None, out: Path, resilience: Resilience | None =
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         repaired = repair_journal(path, say)
-        backend = JournalFileBackend(str(path))
+        backend = _safe_backend_class()(str(path))
         st = HeartbeatJournalStorage(backend, res.heartbeat, res.grace, callback)
     except StorageError:
         raise

@@ -18,7 +18,7 @@ from .clusterkit import KINDS, SLOW_SPACE, archc, load, make_space, pid_alive, r
 def _running(storage: str, name: str) -> list:
     try:
         return load(storage, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    except KeyError:  # the study is not created yet
+    except (KeyError, FileNotFoundError):  # the run folder or the study is not created yet
         return []
 
 
@@ -67,7 +67,8 @@ def test_sigint_on_three_workers_leaves_no_orphan_and_a_resumable_study(tmp_path
     pids = [int(x) for x in re.search(r"started 3 workers \(pids ([\d, ]+)\)", err).group(1).split(", ")]
     assert len(pids) == 3 and not [q for q in pids if pid_alive(q)]
     study = load(storage, name)
-    assert not study.get_trials(states=(TrialState.RUNNING,))
+    left = study.get_trials(states=(TrialState.RUNNING,))
+    assert not left, ([(t.number, t.user_attrs, t.system_attrs) for t in left], err[-3000:])
     interrupted = study.get_trials(states=(TrialState.FAIL,))
     assert interrupted and all("interrupted" in t.user_attrs["reason"] for t in interrupted)
     waiting = study.get_trials(states=(TrialState.WAITING,))
