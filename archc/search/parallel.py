@@ -18,7 +18,7 @@ from archc.search.space import load_space
 from archc.search.storage import Resilience, default_storage_path
 from archc.search.storage import make_storage as open_storage
 from archc.search.trial import ModelBuilder
-from archc.search.workers import run_workers, worker_command
+from archc.search.workers import run_workers, split_threads, worker_command
 
 __all__ = ["run_parallel"]
 
@@ -64,6 +64,10 @@ def run_parallel(space_path: str | Path, *, trials: int | None, timeout: float |
         opts += ["--seed", str(seed)]
     if timeout is not None:
         opts += ["--timeout", str(timeout)]
+    if threads is None:  # the cores split between the workers, but never more than the space asks for
+        threads = split_threads(workers)
+        if space.evaluator.threads:
+            threads = min(threads, int(space.evaluator.threads))
     interrupted = False
     try:
         exits = run_workers(worker_command(str(Path(space_path).resolve()), opts), workers, threads, say)

@@ -11,7 +11,8 @@ storage's creation lock, see :mod:`archc.search.storage`), and seeds its sampler
 the same sequence, and a resumed worker gets a new slot, so it does not replay its old draws. A fresh
 study with the same seed and worker count hands out the same slots, hence the same seeds.
 
-Threads: the CPU cores (``os.sched_getaffinity``) are split evenly, at least one per worker.
+Threads: the CPU cores (``os.sched_getaffinity``) are split evenly, at least one per worker (and no more
+than the space's ``evaluator.threads`` when it sets them; ``--threads`` overrides both).
 GPUs: with several visible (``CUDA_VISIBLE_DEVICES`` or all the devices torch sees), worker i gets
 device ``i mod count`` as its only visible device.
 
