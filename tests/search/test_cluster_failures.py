@@ -15,11 +15,13 @@ from optuna.trial import TrialState
 from .clusterkit import KINDS, SLOW_SPACE, archc, load, make_space, pid_alive, run, storage_for, unique_name, wait_for
 
 
-def _running(storage: str, name: str) -> list:
+def _running(storage: str, name: str, training: bool = False) -> list:
+    """RUNNING trials; with ``training``, only those past sampling and costing (their model is training)."""
     try:
-        return load(storage, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        trials = load(storage, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     except (KeyError, FileNotFoundError):  # the run folder or the study is not created yet
         return []
+    return [t for t in trials if not training or "eval_key" in t.user_attrs]
 
 
 @pytest.mark.parametrize("kind,detect", [("journal", "pid"), ("journal", "heartbeat"), ("sqlite", "heartbeat"),
@@ -32,7 +34,7 @@ def test_killed_worker_trial_is_retried_with_the_same_params(tmp_path: Path, kin
     space = make_space(tmp_path, name, SLOW_SPACE, epochs=40)
     opts = ["--storage", storage, "--study", name, "--heartbeat", "1", "--grace", "3", "--no-progress"]
     a = archc(str(space), "--trials", "2", "--out", str(tmp_path / "a"), *opts)
-    running = wait_for(lambda: _running(storage, name), 90, "worker A to start trial 0")
+    running = wait_for(lambda: _running(storage, name, training=True), 90, "worker A to train trial 0")
     assert running[0].number == 0
     killed_params = dict(running[0].params)
     a.send_signal(signal.SIGKILL)
@@ -90,7 +92,7 @@ def test_resume_reruns_a_killed_enqueued_trial_zero(tmp_path: Path) -> None:
     space = make_space(tmp_path, name, SLOW_SPACE, epochs=40)
     opts = ["--out", str(tmp_path / "run"), "--study", name, "--no-progress"]
     a = archc(str(space), "--trials", "1", *opts)
-    wait_for(lambda: _running(storage, name), 90, "trial 0 to start")
+    wait_for(lambda: _running(storage, name, training=True), 90, "trial 0 to train")
     a.send_signal(signal.SIGKILL)
     a.wait(timeout=30)
     space.write_text(space.read_text().replace("epochs: 40", "epochs: 1"))  # the resumed run need not be slow
