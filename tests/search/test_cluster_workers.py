@@ -78,3 +78,34 @@ def test_thread_split_and_gpu_assignment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert workers.visible_gpus() == ["0", "2", "3"]
     pool = workers.WorkerPool(["true"], 4)
     assert pool.gpus == ["0", "2", "3"]
+
+
+def _open_at_once(args: tuple) -> int:
+    storage, out, space, name, barrier = args
+    from archc.search.runner import _open_study
+    from archc.search.space import load_space
+    from archc.search.storage import make_storage
+
+    s = load_space(space)
+    barrier.wait(timeout=60)
+    handle = make_storage(storage, Path(out))
+    _, slot = _open_study(s, space, handle, name, lambda line: None)
+    return slot
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_six_processes_create_one_study_at_the_same_instant(tmp_path: Path, kind: str) -> None:
+    """Tables, study, first attributes and the enqueued point are created once; every worker gets its own slot."""
+    import multiprocessing as mp
+
+    storage = storage_for(kind, tmp_path)
+    name = unique_name("race")
+    space = make_space(tmp_path, name)
+    ctx = mp.get_context("fork")
+    barrier = ctx.Manager().Barrier(6)
+    with ctx.Pool(6) as pool:
+        slots = pool.map(_open_at_once, [(storage, str(tmp_path / "run"), str(space), name, barrier)] * 6)
+    assert sorted(slots) == list(range(6))
+    study = load(storage, name)
+    assert len(study.trials) == 1 and study.trials[0].state == TrialState.WAITING  # the enqueued point, once
+    assert study.user_attrs["space_digest"]
