@@ -68,11 +68,17 @@ def run_parallel(space_path: str | Path, *, trials: int | None, timeout: float |
         threads = split_threads(workers)
         if space.evaluator.threads:
             threads = min(threads, int(space.evaluator.threads))
+    bar, tick = _progress(study, space, want) if progress else (None, None)
     interrupted = False
     try:
-        exits = run_workers(worker_command(str(Path(space_path).resolve()), opts), workers, threads, say)
+        exits = run_workers(worker_command(str(Path(space_path).resolve()), opts), workers, threads, say, tick)
     except KeyboardInterrupt:  # every worker has stopped: write what the study holds, then report the interrupt
         interrupted, exits = True, []
+    finally:
+        if bar is not None:
+            if tick is not None:
+                tick()
+            bar.close()
     study = optuna.load_study(study_name=name, storage=handle.storage)
     trials_now = [t for t in study.get_trials(deepcopy=False) if t.number >= before]
     by = {}
@@ -100,3 +106,24 @@ def run_parallel(space_path: str | Path, *, trials: int | None, timeout: float |
     elif result.completed < want:
         result.stopped = "the workers stopped before the study reached its target (see their messages above)"
     return result
+
+
+def _progress(study: Any, space: Any, want: int) -> tuple[Any, Callable[[], None] | None]:
+    """A progress bar of the study's evaluated trials, redrawn from the storage (the workers draw none)."""
+    import sys
+
+    from archc.search.runner import _best_text, _evaluated
+
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None, None
+    bar = tqdm(total=want, initial=min(_evaluated(study.get_trials(deepcopy=False)), want),
+               desc=f"archc search {space.name}", unit="trial", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def tick() -> None:
+        bar.n = min(_evaluated(study.get_trials(deepcopy=False)), want)
+        bar.set_postfix_str(_best_text(study, space))
+        bar.refresh()
+
+    return bar, tick

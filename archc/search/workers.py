@@ -147,8 +147,9 @@ class WorkerPool:
                 except subprocess.TimeoutExpired:
                     pass
 
-    def wait(self) -> list[WorkerExit]:
-        """Wait for every worker; Ctrl-C (or SIGTERM to this process) interrupts them all and re-raises."""
+    def wait(self, tick: Callable[[], None] | None = None) -> list[WorkerExit]:
+        """Wait for every worker (calling ``tick`` about once a second, e.g. to draw progress); Ctrl-C (or
+        SIGTERM to this process) interrupts them all and re-raises."""
         interrupted = threading.Event()
         prev: dict[int, Any] = {}
 
@@ -160,8 +161,15 @@ class WorkerPool:
         for sig in (signal.SIGINT, signal.SIGTERM):
             prev[sig] = signal.signal(sig, on_signal)
         try:
+            last = time.monotonic()
             while any(p.poll() is None for p in self.procs) and not interrupted.is_set():
                 time.sleep(0.1)
+                if tick is not None and time.monotonic() - last >= 1.0:
+                    last = time.monotonic()
+                    try:
+                        tick()
+                    except Exception:  # noqa: BLE001 - progress is cosmetic; the workers matter
+                        tick = None
             if interrupted.is_set():
                 self.stop()
                 raise KeyboardInterrupt
@@ -175,7 +183,7 @@ class WorkerPool:
 
 
 def run_workers(argv: Sequence[str], workers: int, threads: int | None = None,
-                say: Callable[[str], None] | None = None) -> list[WorkerExit]:
+                say: Callable[[str], None] | None = None, tick: Callable[[], None] | None = None) -> list[WorkerExit]:
     """Run ``argv`` (an ``archc search`` command line without ``--workers``) in ``workers`` processes."""
     pool = WorkerPool(argv, workers, threads, say)
     try:
@@ -184,7 +192,7 @@ def run_workers(argv: Sequence[str], workers: int, threads: int | None = None,
         pool.signal_all(signal.SIGINT)
         pool.stop(grace=2.0)
         raise
-    return pool.wait()
+    return pool.wait(tick)
 
 
 def worker_command(space: str, options: Sequence[str]) -> list[str]:
