@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="train-form state_dict to convert; carried by the artifact (beside .py outputs as .pth)")
     p.add_argument("--no-check", action="store_true", help="skip the float64 equivalence check of each pass")
     p.add_argument("--debug", action="store_true", help="verify the IR after every pass")
+    p.add_argument("--max-elements", type=int, default=2**30, metavar="N",
+                   help="refuse to build a model (params + buffers) or an example input of more than N numbers "
+                        "(default 2^30, 4 GiB of float32)")
 
     p = sub.add_parser("explain", help="show, for each candidate site of a pass, which rule fired or why not")
     _add_spec_args(p)
@@ -98,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
                        description="Run or resume the Optuna study of a search-space file (docs/search_space.md); "
                                    "outputs go to the run folder.")
     p.add_argument("space", help="search-space file (e.g. search_spaces/cdc.yaml)")
-    p.add_argument("--trials", type=int, metavar="N", help="completed trials wanted in the study in total (default: the space's)")
+    p.add_argument("--trials", type=int, metavar="N",
+                   help="evaluated trials wanted in the study in total; duplicates do not count (default: the space's; "
+                        "--strategy spos: distinct children scored with inherited weights)")
     p.add_argument("--timeout", type=float, metavar="S", help="stop starting new trials after S seconds")
     p.add_argument("--storage", metavar="URL",
                    help="Optuna storage URL (sqlite:///x.db, postgresql://...) or journal file (default: OUT/study.log)")
@@ -107,6 +112,62 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="N", help="sampler seed (default: the space's)")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads for evaluation (default: the space's, else 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes on this machine (CPU threads split between them, one GPU each when several "
+                        "are visible); on several machines run the same command with the same --storage and --study")
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S",
+                   help="seconds between heartbeats of a running trial (default 10)")
+    p.add_argument("--grace", type=int, default=60, metavar="S",
+                   help="a running trial without a heartbeat for S seconds is failed and queued again (default 60)")
+    p.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="times a trial whose worker died is queued again with the same parameters (default 2)")
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--no-outputs", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-preflight", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--strategy", metavar="NAME",
+                   help="search strategy: sample (default: the black-box study), darts, pcdarts (differentiable search "
+                        "of the cells' supernet) or spos (single-path one-shot); see docs/oneshot.md")
+    p.add_argument("--epochs", type=int, metavar="N", help="one-shot strategies: supernet epochs (default: the space's "
+                                                            "'strategy:' section, else the strategy's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="strategy_options",
+                   help="a one-shot strategy option, e.g. --set order=2 --set partial_channels=8 (repeatable; "
+                        "docs/oneshot.md lists them)")
+    p.add_argument("--check-proxy", type=int, metavar="K",
+                   help="instead of searching: train K sampled architectures at the search budget and at a long budget, "
+                        "2 seeds each, and report Kendall τ / Spearman ρ between the budgets' rankings and the seed noise "
+                        "(OUT/proxy_check.json; rerunning resumes); with --strategy spos: after the search, K scored "
+                        "children trained stand-alone, τ between inherited-weight and stand-alone scores")
+    p.add_argument("--long-epochs", type=int, metavar="N", help="--check-proxy: the long budget (default 10× the space's epochs)")
+    p.add_argument("--seeds", type=int, default=2, metavar="N", help="--check-proxy: training seeds per architecture (default 2)")
+    p.add_argument("--metric", metavar="NAME", help="--check-proxy: trained metric to rank by (default the first trained objective)")
+    p.add_argument("--min-tau", type=float, metavar="T", help="--check-proxy: exit 1 when Kendall τ is below T")
+
+    p = sub.add_parser("train", help="train a spec from scratch (digits, a .npz file or an image folder; CPU, CUDA, torchrun)",
+                       description="Train the model of a spec and write the run folder: model.py, last.pth (checkpoint), "
+                                   "metrics.csv, model.pth (docs/train.md). Under torchrun it trains with DDP.")
+    _add_spec_args(p)
+    p.add_argument("--data", default="digits", metavar="SOURCE",
+                   help="digits (bundled), a .npz file (x, y [, depth]) or an image folder (one sub-folder per class, "
+                        "optionally under train/ and val/; live/ and spoof/ for --task depth) (default digits)")
+    p.add_argument("--task", choices=["classification", "depth"], help="default: from the spec's output (logits or maps)")
+    p.add_argument("--depth", metavar="DIR", help="depth maps of the live images (a folder mirroring --data; depth task)")
+    p.add_argument("--epochs", type=int, required=True, metavar="N", help="epochs to train in total")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="samples per step and process (default 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam", help="default adam")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine", help="per-step LR schedule (default cosine)")
+    p.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of a data set without a given split (default 0.2)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory order on CUDA")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="DataLoader worker processes for image folders (default 2)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads (default: torch's default)")
+    p.add_argument("--seed", type=int, default=0, help="initialization, shuffling and augmentation seed (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pth")
 
     sub.add_parser("ops", help="list the op library")
     return ap
@@ -124,7 +185,7 @@ def _options(args: argparse.Namespace):  # noqa: ANN202
     return CompileOptions(variant=args.variant, params=list(args.param),
                           target=getattr(args, "target", "pytorch"), pipeline=getattr(args, "pipeline", "train"),
                           weights=getattr(args, "weights", None), check=not getattr(args, "no_check", False),
-                          debug=getattr(args, "debug", False))
+                          debug=getattr(args, "debug", False), max_elements=getattr(args, "max_elements", 2**30))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -161,7 +222,13 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else default_output(res, args.target)
     if out.is_dir():
         raise ArchcError(f"cannot write the output: '{out}' is a directory", hint=f"give a file name, e.g. -o model{TARGETS[args.target].suffix}")
+    from archc.compiler import input_paths
+    from archc.targets import check_output
+
+    inputs = input_paths(res, args.weights)
+    check_output(out, args.target, inputs)  # before the (slow) build: a wrong suffix or an input as output
     built = build_artifact(prep, args.target, out, verify=not args.no_check)
+    check_output(out, args.target, inputs, list(built.data))  # the weights written beside it, too
     try:
         files = write_files(built.data)
     except IsADirectoryError:
@@ -170,7 +237,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         raise ArchcError(f"cannot write the output '{out}': {exc.strerror or exc}", hint="check the folder exists and is writable") from None
     print(summary(res.graph, res.cost, out))
     for f in files[1:]:
-        print(f"  weights      {f}")
+        print(f"  {'weights' if f.suffix == '.pth' else 'tuning':12s} {f}")
     if res.pipeline is not None and res.pipeline.steps:
         print(pipeline_table(res.pipeline, res.train_graph, res.graph))
     if args.target != "pytorch" or prep.fusion is not None:
@@ -249,20 +316,131 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_proxy(args: argparse.Namespace) -> int:
+    from archc.search.proxy_check import check_proxy, format_table
+
+    res = check_proxy(args.space, args.check_proxy, long_epochs=args.long_epochs, seeds=args.seeds,
+                      seed=args.seed if args.seed is not None else 0, out=args.out, metric=args.metric,
+                      threads=args.threads, log=None if args.no_progress else lambda line: print(line, file=sys.stderr))
+    print(format_table(res.report))
+    print(f"  report       {res.files['report']}")
+    tau = res.report["budgets"]["kendall_tau"]
+    if args.min_tau is not None and (tau is None or tau < args.min_tau):
+        shown = "undefined" if tau is None else f"{tau:.3f}"
+        print(f"archc: error: Kendall τ {shown} is below --min-tau {args.min_tau:g}: the proxy of "
+              f"{res.space.path} does not rank as its long budget does", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_oneshot(args: argparse.Namespace) -> int:
+    """``archc search SPACE --strategy NAME`` for the one-shot strategies (registry: archc.search.strategies)."""
+    import yaml
+
+    from archc.search.space import load_space
+    from archc.search.strategies import get_strategy, resolve_options
+
+    entry = get_strategy(args.strategy)
+    values: dict[str, object] = {}
+    for item in args.strategy_options or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            print(f"archc: error: --set takes KEY=VALUE, got '{item}'", file=sys.stderr)
+            return 1
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            values[key.strip()] = text
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    if args.seed is not None:
+        values["seed"] = args.seed
+    extras = {"storage": args.storage, "study_name": args.study, "timeout": args.timeout}
+    flags = {"storage": "--storage", "study_name": "--study", "timeout": "--timeout"}
+    for name, value in extras.items():
+        if value is not None and name not in entry.extras:
+            print(f"archc: error: {flags[name]} does not apply to --strategy {entry.name}", file=sys.stderr)
+            return 1
+    min_tau = None
+    if entry.name == "spos":  # its child study counts children as a black-box study counts trials
+        if args.long_epochs is not None or (args.check_proxy is None and (args.min_tau, args.metric) != (None, None)):
+            print("archc: error: with --strategy spos, --check-proxy K compares inherited and stand-alone scores and "
+                  "takes --seeds, --metric and --min-tau only", file=sys.stderr)
+            return 1
+        values.update({k: v for k, v in (("children", args.trials), ("check_proxy", args.check_proxy),
+                                         ("check_metric", args.metric)) if v is not None})
+        if args.check_proxy is not None:
+            values["check_seeds"] = args.seeds
+        min_tau, args.trials, args.check_proxy = args.min_tau, None, None
+    if args.trials is not None or args.check_proxy is not None or args.workers != 1:
+        flag = "--trials" if args.trials is not None else "--check-proxy" if args.check_proxy is not None else "--workers"
+        print(f"archc: error: {flag} applies to --strategy sample (one-shot strategies take --epochs and --set)",
+              file=sys.stderr)
+        return 1
+    space = load_space(args.space)
+    opts = resolve_options(entry.name, space, values)
+    log = (lambda line: None) if args.no_progress else (lambda line: print(line, file=sys.stderr))
+    kwargs = {k: v for k, v in extras.items() if k in entry.extras and v is not None}
+    try:
+        res = entry.run_function()(space, opts, out=args.out, threads=args.threads, log=log, **kwargs)
+    except KeyboardInterrupt:
+        print(f"archc: interrupted — --strategy {entry.name} did not finish", file=sys.stderr)
+        return 130
+    print(f"{space.path}: --strategy {entry.name} finished in {res.seconds:.1f} s; outputs in {res.out}")
+    for key, path in res.files.items():
+        print(f"  {key:12s} {path}")
+    if min_tau is not None:
+        tau = res.check.get("kendall_tau") if res.check else None
+        if tau is None or tau < min_tau:
+            print(f"archc: error: Kendall τ {'undefined' if tau is None else f'{tau:.3f}'} between inherited and "
+                  f"stand-alone scores is below --min-tau {min_tau:g}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     from archc.search import run_search
 
+    if args.strategy not in (None, "sample"):
+        return _cmd_oneshot(args)
+    if args.epochs is not None or args.strategy_options:
+        print("archc: error: --epochs and --set apply to the one-shot strategies (--strategy darts, pcdarts, spos)",
+              file=sys.stderr)
+        return 1
+    if args.check_proxy is not None:
+        return _cmd_check_proxy(args)
+    stray = [o for o, v in (("--long-epochs", args.long_epochs), ("--metric", args.metric), ("--min-tau", args.min_tau))
+             if v is not None]
+    if stray:
+        print(f"archc: error: {stray[0]} applies only with --check-proxy K", file=sys.stderr)
+        return 1
+    from archc.search.storage import Resilience
+
+    if args.workers < 1:
+        raise ArchcError(f"--workers must be at least 1, got {args.workers}")
+    tag = f"[worker {args.worker_index} pid {os.getpid()}] " if args.worker_index is not None else ""
     try:
         res = run_search(args.space, trials=args.trials, timeout=args.timeout, storage=args.storage, study_name=args.study,
                          out=args.out, seed=args.seed, threads=args.threads, progress=not args.no_progress,
-                         log=lambda line: print(line, file=sys.stderr))
+                         log=lambda line: print(tag + line, file=sys.stderr), workers=args.workers,
+                         resilience=Resilience(args.heartbeat, args.grace, args.retries),
+                         outputs=not args.no_outputs, preflight=not args.no_preflight)
     except KeyboardInterrupt:
-        print("archc: interrupted — the study is saved; run the same command again to resume", file=sys.stderr)
+        print(f"{tag}archc: interrupted — the study is saved and the interrupted trials are queued again; "
+              "run the same command again to resume", file=sys.stderr)
         return 130
+    if args.worker_index is not None:  # one line per worker; the parent prints the run's summary
+        print(f"{tag}{res.new_trials} trials ({res.trained} evaluated, {res.reused} duplicates, {res.rejected} rejected, "
+              f"{res.skipped} in flight elsewhere, {res.pruned} pruned, {res.failed} failed)", file=sys.stderr)
+        return 0 if res.ok or res.completed >= res.want else 1
     best = res.best
-    print(f"{res.space.path}: {res.completed} trials complete in study '{res.study.study_name}' ({res.storage}); "
-          f"this run: {res.new_trials} trials ({res.trained} evaluated, {res.reused} reused, {res.rejected} rejected, "
-          f"{res.pruned} pruned, {res.failed} failed)" + (f"; stopped: {res.stopped}" if res.stopped else ""))
+    print(f"{res.space.path}: {res.completed} trials complete (evaluated, of {res.want} asked) in study "
+          f"'{res.study.study_name}' ({res.storage}); "
+          f"this run: {res.new_trials} trials ({res.trained} evaluated, {res.reused} duplicates reused, {res.rejected} "
+          f"rejected, {res.pruned} pruned, {res.failed} failed"
+          + (f", {res.skipped} skipped while another worker evaluated the same architecture" if res.skipped else "")
+          + (f"; {res.workers} workers" if res.workers > 1 else "") + ")"
+          + (f"; stopped: {res.stopped}" if res.stopped else ""))
     if best is not None:
         vals = ", ".join(f"{m} {v:.6g}" for m, v in zip(res.space.metric_names, best.values))
         print(f"  best         trial {best.number}: {vals}")
@@ -270,12 +448,40 @@ def _cmd_search(args: argparse.Namespace) -> int:
     for key in ("trials", "pareto", "plot", "best", "summary"):
         if key in res.files:
             print(f"  {key:12s} {res.files[key]}")
+    if not res.ok:
+        print(f"archc: error: the study holds {res.completed} of the {res.want} evaluated trials asked for: {res.stopped} "
+              "(help: widen the space or raise study.max_attempts, or ask for fewer --trials)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from archc.train.config import TrainOptions
+    from archc.train.run import train_spec
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                        weight_decay=args.weight_decay, momentum=args.momentum, schedule=args.schedule, seed=args.seed,
+                        clip_grad=args.clip_grad, device=args.device, amp=not args.no_amp,
+                        channels_last=not args.no_channels_last, workers=args.workers)
+    run = train_spec(args.spec, data=args.data, out=args.out, options=opts, variant=args.variant, params=list(args.param),
+                     task=args.task, resume=args.resume, depth=args.depth, val_fraction=args.val_fraction,
+                     log=lambda line: print(line, flush=True))
+    if run.rank != 0:  # under torchrun rank 0 reports for all
+        return 0
+    shown = ", ".join(f"{k} {v:.5g}" for k, v in run.metrics.items())
+    print(f"{args.spec}: trained {run.epochs} epoch(s) on {run.device}" + (f": {shown}" if shown else ""))
+    for key, path in run.files.items():
+        print(f"  {key:12s} {path}")
     return 0
 
 
 _COMMANDS = {"validate": _cmd_validate, "show": _cmd_show, "compile": _cmd_compile, "bench": _cmd_bench, "ops": _cmd_ops,
              "explain": _cmd_explain, "passes": _cmd_passes, "scale": _cmd_scale,
-             "search": _cmd_search}
+             "search": _cmd_search, "train": _cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,7 +36,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 TOP_KEYS = ("archc", "name", "doc", "base", "variant", "params", "choices", "cells", "constraints", "objectives",
-            "evaluator", "study", "points")
+            "evaluator", "study", "points", "strategy")
 CHOICE_KEYS = ("type", "values", "low", "high", "step", "log", "target", "when", "default", "doc")
 CHOICE_TYPES = ("categorical", "int", "float", "op")
 CELL_KEYS = ("nodes", "ops", "edges", "output", "none", "op_table", "doc")
@@ -424,6 +424,8 @@ class SearchSpace:
     points: dict[str, dict[str, Any]]
     raw: YMap
     text: str = ""
+    #: options of the search strategies from the ``strategy:`` section: name -> {option: (value, position)}
+    strategy: dict[str, dict[str, tuple[Any, SourceLoc | None]]] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -571,7 +573,7 @@ def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
     points = _parse_points(raw, choices, cells)
     study = _parse_study(raw, name, objectives, choices, points)
     return SearchSpace(str(p), name, doc_text, Path(spec.path), variant, spec, params, choices, cells, constraints,
-                       objectives, evaluator, study, points, raw, text)
+                       objectives, evaluator, study, points, raw, text, _parse_strategy(raw))
 
 
 def _load_base(raw: YMap, p: Path) -> SpecDoc:
@@ -1068,6 +1070,29 @@ def _parse_study(raw: YMap, name: str, objectives: list[Objective], choices: lis
     return StudyConfig(sname, sampler, skw, pruner, pkw, _number(st, "trials", what, 20, integer=True, positive=True),
                        timeout, storage, seed, tuple(enqueue),
                        _number(st, "max_attempts", what, None, integer=True, positive=True, allow_none=True), out, st.loc)
+
+
+def _parse_strategy(raw: YMap) -> dict[str, dict[str, tuple[Any, SourceLoc | None]]]:
+    """``strategy: {darts: {epochs: 8}, pcdarts: {...}}``: options per strategy (checked by the strategy)."""
+    from archc.search.strategies import STRATEGIES
+
+    section = _mapping(raw, "strategy", "the search space")
+    out: dict[str, dict[str, tuple[Any, SourceLoc | None]]] = {}
+    for name, body in section.items():
+        if name not in STRATEGIES:
+            raise _err(f"unknown strategy '{name}' under 'strategy'", section.key_loc(name),
+                       suggest(str(name), STRATEGIES) or f"strategies: {', '.join(STRATEGIES)}")
+        if STRATEGIES[name].options is None:
+            raise _err(f"strategy '{name}' takes no options here", section.key_loc(name),
+                       "its settings are the 'study' and 'evaluator' sections")
+        if not isinstance(body, YMap):
+            raise _err(f"options of strategy '{name}' must be a mapping, got {body!r}", section.loc_of(name),
+                       "e.g. 'pcdarts: {epochs: 12}'")
+        for k, v in body.items():
+            if isinstance(v, (YMap, YList)):
+                raise _err(f"option '{k}' of strategy '{name}' must be a single value", body.loc_of(k))
+        out[str(name)] = {str(k): (_plain(v), body.loc_of(k)) for k, v in body.items()}
+    return out
 
 
 def _component(st: YMap, key: str, default: str, table: Mapping[str, str], module: Any) -> tuple[str, tuple[tuple[str, Any], ...], Any]:
