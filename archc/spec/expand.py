@@ -507,8 +507,12 @@ def _input_type(shape: Any, params: Mapping[str, Any], loc: SourceLoc, name: str
     for j, d in enumerate(shape):
         if j == 0 and d == BATCH:
             dims.append(BATCH)
-        elif isinstance(d, int) and not isinstance(d, bool) and d > 0:
+        elif isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_DIM:
             dims.append(d)
+        elif isinstance(d, int) and not isinstance(d, bool) and d > MAX_DIM:
+            raise SpecError(f"input '{name}': dimension {j} is {d:,}, above the limit of {MAX_DIM:,}" if d < 10**30 else
+                            f"input '{name}': dimension {j} is a {len(str(d))}-digit number, above the limit of {MAX_DIM:,}",
+                            loc, hint="use a realistic input size")
         else:
             raise SpecError(f"input '{name}': dimension {j} must be a positive integer (or B for the batch), got {d!r}", loc)
     return TensorType(tuple(dims), dtype)

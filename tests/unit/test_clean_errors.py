@@ -20,6 +20,8 @@ CASES = {
     "resize_scale_inf": (HEAD + "graph:\n  - {op: resize, scale: .inf}\n", "t.yaml:6:", "must be a finite number"),
     "resize_scale_huge": (HEAD + "graph:\n  - {op: resize, scale: 1.0e300}\n", "t.yaml:6:", "larger than 2,147,483,647"),
     "attribute_huge": (HEAD + "graph:\n  - {op: conv2d, out: 3000000000, kernel: 1}\n", "t.yaml:6:23:", "beyond ±2,147,483,647"),
+    "input_dimension_huge": ("archc: 1\nname: t\ninputs:\n  x: [B, 3, 3000000000, 8]\ngraph:\n  - relu\n", "t.yaml:4:",
+                             "dimension 2 is 3,000,000,000, above the limit"),
     "dimension_huge": (HEAD + "graph:\n  - {op: pad, pads: [2000000000, 2000000000]}\n", "t.yaml:6:", "above the limit"),
     "mapping_as_output_name": (HEAD + "graph:\n  - s: {op: chunk, chunks: 2, names: [{a: 1}, b]}\n", "t.yaml:6:", "is not a valid identifier"),
     "mapping_as_input_ref": (HEAD + "graph:\n  - {op: relu, in: [{a: x}]}\n", "t.yaml:6:21:", "must be a node name"),
