@@ -26,7 +26,7 @@ from typing import Any
 
 from archc.diagnostics import ShapeError, SourceLoc, SpecError, suggest
 from archc.ir.graph import BLOCK, REPEAT, Graph, Node, Ref, freeze
-from archc.ir.types import BATCH, TensorType
+from archc.ir.types import BATCH, TensorType, numel
 from archc.ops import REGISTRY
 from archc.ops.base import OpCheckError
 from archc.spec.document import BlockDef, SpecDoc, check_identifier, check_param_type
@@ -361,17 +361,20 @@ class _Expander:
             where = attrs.loc_of(exc.attr) if exc.attr in attrs else attrs.loc_of("in", loc) if "in" in attrs else loc
             raise ShapeError(f"node '{nid}' ({op}): {exc} [inputs: {shown}]", where, hint=exc.hint) from None
         for t in out_types:
+            if numel(t) > MAX_TENSOR:
+                raise ShapeError(f"node '{nid}' ({op}): its output would hold {numel(t):.3g} numbers per sample, beyond what "
+                                 f"a tensor can hold ({MAX_TENSOR:.3g})", loc, hint="check the sizes and scales that lead here")
             for d in t.shape:
                 if isinstance(d, int) and d > MAX_DIM:
                     shown = f"{d:,}" if d < 10**30 else f"a {len(str(d))}-digit number"
                     raise ShapeError(f"node '{nid}' ({op}): an output dimension is {shown}, above the limit of {MAX_DIM:,}",
                                      loc, hint="check the sizes and scales that lead here")
         for pname, shape in {**opdef.params(bound, in_types), **opdef.buffers(bound, in_types)}.items():
-            numel = 1
+            count = 1
             for d in shape:
-                numel *= d
-            if numel > MAX_TENSOR:
-                raise ShapeError(f"node '{nid}' ({op}): its {pname} would hold {numel:.3g} numbers, beyond what a tensor "
+                count *= d
+            if count > MAX_TENSOR:
+                raise ShapeError(f"node '{nid}' ({op}): its {pname} would hold {count:.3g} numbers, beyond what a tensor "
                                  f"can hold ({MAX_TENSOR:.3g})", loc, hint="check the channel counts and kernel sizes")
         exprs = {k: v for k, v in args.items() if is_expr(v)}
         meta: dict[str, Any] = {"types": tuple(out_types), "in_types": tuple(in_types)}
@@ -515,4 +518,8 @@ def _input_type(shape: Any, params: Mapping[str, Any], loc: SourceLoc, name: str
                             loc, hint="use a realistic input size")
         else:
             raise SpecError(f"input '{name}': dimension {j} must be a positive integer (or B for the batch), got {d!r}", loc)
-    return TensorType(tuple(dims), dtype)
+    t = TensorType(tuple(dims), dtype)
+    if numel(t) > MAX_TENSOR:
+        raise SpecError(f"input '{name}' {t} would hold {numel(t):.3g} numbers per sample, beyond what a tensor can hold "
+                        f"({MAX_TENSOR:.3g})", loc, hint="use a realistic input size")
+    return t

@@ -22,6 +22,8 @@ CASES = {
     "attribute_huge": (HEAD + "graph:\n  - {op: conv2d, out: 3000000000, kernel: 1}\n", "t.yaml:6:23:", "beyond ±2,147,483,647"),
     "input_dimension_huge": ("archc: 1\nname: t\ninputs:\n  x: [B, 3, 3000000000, 8]\ngraph:\n  - relu\n", "t.yaml:4:",
                              "dimension 2 is 3,000,000,000, above the limit"),
+    "input_numel_huge": ("archc: 1\nname: t\ninputs:\n  x: [B, 3, 2000000000, 2000000000]\ngraph:\n  - relu\n", "t.yaml:4:",
+                         "beyond what a tensor can hold"),
     "dimension_huge": (HEAD + "graph:\n  - {op: pad, pads: [2000000000, 2000000000]}\n", "t.yaml:6:", "above the limit"),
     "mapping_as_output_name": (HEAD + "graph:\n  - s: {op: chunk, chunks: 2, names: [{a: 1}, b]}\n", "t.yaml:6:", "is not a valid identifier"),
     "mapping_as_input_ref": (HEAD + "graph:\n  - {op: relu, in: [{a: x}]}\n", "t.yaml:6:21:", "must be a node name"),
