@@ -17,6 +17,7 @@ import hashlib
 import inspect
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,8 @@ CHOICE_TYPES = ("categorical", "int", "float", "op")
 CELL_KEYS = ("nodes", "ops", "edges", "output", "none", "op_table", "doc")
 EVAL_KEYS = ("task", "data", "proxy", "train", "zero_cost", "latency", "threads")
 DATA_KEYS = ("source", "path", "train", "val", "val_fraction", "seed")
-TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "schedule", "seed", "max_batches")
+TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "schedule", "seed", "max_batches",
+              "device")
 ZERO_KEYS = ("metrics", "batch_size", "screen")
 SCREEN_KEYS = ("metric", "quantile", "after")
 LATENCY_KEYS = ("runs", "warmup", "batch", "threads", "model", "check")
@@ -311,6 +313,8 @@ class TrainConfig:
     schedule: str = "cosine"
     seed: int = 0
     max_batches: int | None = None
+    #: where proxies train: auto (CUDA when present), cpu, cuda or cuda:N
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -891,6 +895,7 @@ def _parse_evaluator(raw: YMap, p: Path, sparams: Mapping[str, Any], names: set[
             schedule=_string(t, "schedule", twhat, "cosine", SCHEDULES),
             seed=_number(t, "seed", twhat, 0, integer=True, nonneg=True),
             max_batches=_number(t, "max_batches", twhat, None, integer=True, positive=True, allow_none=True),
+            device=_device(t, twhat),
         )
         if task is None:
             raise _err("proxy training needs a 'task' (classification or depth)", ev.loc, "add 'task: classification' to the evaluator")
@@ -944,6 +949,13 @@ def _parse_evaluator(raw: YMap, p: Path, sparams: Mapping[str, Any], names: set[
         )
     threads = _number(ev, "threads", what, None, integer=True, positive=True, allow_none=True)
     return EvaluatorConfig(task, data, proxy, train, zero, latency, threads)
+
+
+def _device(t: YMap, what: str) -> str:
+    name = str(_string(t, "device", what, "auto")).strip().lower()
+    if name not in ("auto", "cpu") and re.fullmatch(r"cuda(:\d+)?", name) is None:
+        raise _err(f"unknown device '{name}' in the {what}", t.loc_of("device"), "use auto (CUDA when present), cpu, cuda or cuda:N")
+    return name
 
 
 def _parse_objectives(raw: YMap, evaluator: EvaluatorConfig) -> list[Objective]:
