@@ -43,7 +43,7 @@ def run_parallel(space_path: str | Path, *, trials: int | None, timeout: float |
     if want < 1:
         raise SearchError(f"--trials must be at least 1, got {want}")
     res = resilience or Resilience()
-    out_dir = Path(out if out is not None else (cfg.out or Path("runs") / space.name))
+    out_dir = Path(out) if out is not None else space.run_folder()
     builder = ModelBuilder(space)
     if preflight:
         from archc.search.preflight import preflight as check

@@ -354,7 +354,7 @@ class _Driver:
         self.timeout = timeout
         self.storage = storage if storage is not None else cfg.storage
         self.name = study_name or cfg.name
-        self.out = Path(out if out is not None else (cfg.out or Path("runs") / self.space.name))
+        self.out = Path(out) if out is not None else self.space.run_folder()
         self.seed = seed if seed is not None else cfg.seed
         self.threads = threads
         self.evaluator = evaluator if evaluator is not None else ProxyEvaluator(self.space.evaluator, threads)

@@ -512,6 +512,15 @@ class SearchSpace:
         proxy = {path: _plain(evaluate(raw, env, loc)) for path, raw, loc in self.evaluator.proxy}
         return Materialized(dict(vals), overrides, proxy, "; ".join(reasons) or None, cells)
 
+    def run_folder(self, suffix: str = "") -> Path:
+        """The default run folder: the space's ``study.out``, else ``runs/<name><suffix>`` with the name made a
+        plain folder name (a space named ``../../x`` must not write outside ``runs/``)."""
+        from archc._fs import safe_stem
+
+        if not suffix and self.study.out:
+            return Path(self.study.out)
+        return Path("runs") / safe_stem(self.name + suffix, "space")
+
     def point(self, name: str) -> dict[str, Any]:
         """Optuna param values (encoded as Optuna stores them) of the named point."""
         if name not in self.points:

@@ -100,7 +100,7 @@ def run_differentiable(space_path: str | Path | SearchSpace, strategy: str, opts
                           hint="set evaluator.task (classification or depth) and evaluator.data")
     seed = opts.seed if opts.seed is not None else (space.study.seed or 0)
     device = resolve_device(opts.device)
-    out_dir = Path(out if out is not None else Path("runs") / f"{space.name}_{strategy}")
+    out_dir = Path(out) if out is not None else space.run_folder(f"_{strategy}")
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     prev = torch.get_num_threads()

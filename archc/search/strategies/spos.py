@@ -268,7 +268,7 @@ def run_spos(space_path: str | Path | SearchSpace, options: SposOptions | None =
     space = space_path if isinstance(space_path, SearchSpace) else load_space(space_path)
     _check_space(space, opts.check_metric)
     seed = opts.seed if opts.seed is not None else (space.study.seed or 0)
-    out_dir = Path(out if out is not None else Path("runs") / f"{space.name}_spos")
+    out_dir = Path(out) if out is not None else space.run_folder("_spos")
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     prev_threads = torch.get_num_threads()
