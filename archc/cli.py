@@ -432,7 +432,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.worker_index is not None:  # one line per worker; the parent prints the run's summary
         print(f"{tag}{res.new_trials} trials ({res.trained} evaluated, {res.reused} duplicates, {res.rejected} rejected, "
               f"{res.skipped} in flight elsewhere, {res.pruned} pruned, {res.failed} failed)", file=sys.stderr)
-        return 0 if res.ok or res.completed >= res.want else 1
+        if not res.ok:
+            print(f"{tag}archc: error: the study holds {res.completed} of the {res.want} evaluated trials asked for: "
+                  f"{res.stopped}", file=sys.stderr)
+            return 1
+        return 0
     best = res.best
     print(f"{res.space.path}: {res.completed} trials complete (evaluated, of {res.want} asked) in study "
           f"'{res.study.study_name}' ({res.storage}); "
