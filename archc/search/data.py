@@ -20,7 +20,6 @@ are deterministic (a seeded permutation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 
 from archc.diagnostics import ArchcError
 from archc.search.space import DataConfig
+from archc.train.data import TensorData
 
 __all__ = ["ProxyData", "load_data", "depth_targets", "DataError", "IMAGE_SUFFIXES"]
 
@@ -41,27 +41,8 @@ class DataError(ArchcError):
     """The proxy data cannot be loaded (a missing package, an unreadable file, a bad layout)."""
 
 
-@dataclass
-class ProxyData:
-    """Tensors of one proxy task, already at the model's input size.
-
-    ``y_*`` are class indices (classification) or depth maps N×h×w (depth); ``live_*`` are the binary
-    live (1) / spoof (0) labels of the depth task.
-    """
-
-    task: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    classes: int
-    live_train: torch.Tensor | None = None
-    live_val: torch.Tensor | None = None
-    description: str = ""
-
-    @property
-    def sizes(self) -> tuple[int, int]:
-        return len(self.x_train), len(self.x_val)
+#: proxy data is the trainer's in-memory data (tensors at the model's input size; see archc.train.data)
+ProxyData = TensorData
 
 
 def _require_sklearn() -> Any:

@@ -1,10 +1,10 @@
 """Evaluators: proxy training, zero-cost proxies and latency of compiled artifacts.
 
-* :func:`train_proxy` — a lean training loop (in-memory tensors, a seeded permutation per epoch, no
-  data-loader workers) for ``classification`` (cross-entropy) or ``depth`` (pixel-wise depth-map
-  supervision as CDCN trains: MSE plus the contrastive depth loss, 8 fixed 3×3 neighbour-minus-centre
-  kernels applied depthwise to prediction and label, MSE between them). It validates and reports after
-  every epoch, so Optuna pruners can stop a poor trial early.
+* :func:`train_proxy` — proxy training with :class:`archc.train.Trainer` on in-memory tensors (a seeded
+  permutation per epoch, no data-loader workers) for ``classification`` (cross-entropy) or ``depth``
+  (pixel-wise depth-map supervision as CDCN trains: MSE plus the contrastive depth loss; the losses live
+  in :mod:`archc.train.losses`). It validates and reports after every epoch, so Optuna pruners can stop
+  a poor trial early.
 * :func:`zero_cost` — NASWOT, SynFlow and grad-norm scores of an untrained model, for fast screening.
 * :func:`measure_latency` — the median wall time of timed runs of a module on this machine.
 
@@ -30,17 +30,18 @@ import torch.nn.functional as F
 from archc.diagnostics import ArchcError
 from archc.search.data import ProxyData, load_data
 from archc.search.space import EvaluatorConfig, LatencyConfig, TrainConfig, ZeroCostConfig
+from archc.train.errors import NonFiniteError, TrainError
+from archc.train.losses import check_output as _check_output
+from archc.train.losses import contrast_depth, depth_loss, task_loss
+from archc.train.metrics import acer_threshold, validate
+from archc.train.optim import make_optimizer, make_schedule, steps_per_epoch  # noqa: F401  (re-exported: benchmarks use them)
 
-__all__ = ["TrialContext", "ProxyEvaluator", "EvaluationError", "train_proxy", "validate", "task_loss", "depth_loss",
+__all__ = ["TrialContext", "ProxyEvaluator", "EvaluationError", "train_proxy", "validate", "acer_threshold", "task_loss", "depth_loss",
            "contrast_depth", "zero_cost", "naswot", "synflow", "grad_norm", "measure_latency", "NonFiniteError"]
 
 
 class EvaluationError(ArchcError):
     """A model cannot be evaluated on the configured task (e.g. its output does not fit the data)."""
-
-
-class NonFiniteError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
 
 
 @dataclass
@@ -62,127 +63,17 @@ class TrialContext:
 
 
 # -------------------------------------------------------------------------------------------------------
-# losses
+# losses, training and validation metrics: archc.train (re-exported above: task_loss, depth_loss,
+# contrast_depth, make_optimizer, make_schedule, steps_per_epoch, validate, acer_threshold)
 # -------------------------------------------------------------------------------------------------------
-def _contrast_kernels() -> torch.Tensor:
-    k = torch.zeros(8, 1, 3, 3)
-    for n, (i, j) in enumerate([(0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)]):
-        k[n, 0, 1, 1] = -1.0
-        k[n, 0, i, j] = 1.0
-    return k
-
-
-_KERNELS = _contrast_kernels()
-
-
-def contrast_depth(x: torch.Tensor) -> torch.Tensor:
-    """The 8 neighbour-minus-centre differences of depth maps ``x`` (N×h×w) → N×8×(h−2)×(w−2)."""
-    k = _KERNELS.to(dtype=x.dtype, device=x.device)
-    return F.conv2d(x.unsqueeze(1).expand(-1, 8, -1, -1), k, groups=8)
-
-
-def depth_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """CDCN's loss: MSE(pred, target) + MSE(contrast(pred), contrast(target))."""
-    return F.mse_loss(pred, target) + F.mse_loss(contrast_depth(pred), contrast_depth(target))
-
-
-def _as_maps(out: torch.Tensor) -> torch.Tensor:
-    if out.dim() == 4 and out.shape[1] == 1:
-        return out[:, 0]
-    return out
-
-
-def task_loss(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The training loss of ``task``."""
-    if task == "depth":
-        return lambda out, y: depth_loss(_as_maps(out), y)
-    return F.cross_entropy
-
-
 def check_output(task: str, out_shape: tuple[int, ...], data: ProxyData) -> None:
     """Raise :class:`EvaluationError` when the model's output does not fit the task's targets."""
-    if task == "classification":
-        if len(out_shape) != 2 or out_shape[1] != data.classes:
-            raise EvaluationError(
-                f"the model outputs {list(out_shape)} but the data has {data.classes} classes (expected [B, {data.classes}])",
-                hint=f"set the class count in the evaluator's proxy params, e.g. 'num_classes: {data.classes}'")
-    else:
-        hw = tuple(out_shape[-2:])
-        ok = (len(out_shape) == 3 or (len(out_shape) == 4 and out_shape[1] == 1)) and hw == tuple(data.y_train.shape[-2:])
-        if not ok:
-            raise EvaluationError(f"the model outputs {list(out_shape)}; the depth task needs depth maps [B, h, w] or [B, 1, h, w]")
-
-
-# -------------------------------------------------------------------------------------------------------
-# training
-# -------------------------------------------------------------------------------------------------------
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def steps_per_epoch(n: int, cfg: TrainConfig) -> int:
-    steps = math.ceil(n / cfg.batch_size)
-    return min(steps, cfg.max_batches) if cfg.max_batches else steps
-
-
-def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> Any:
-    """A per-step LR schedule: constant, cosine (to 0 over all steps) or step (÷10 at 50% and 75%)."""
-    total = max(1, steps * cfg.epochs)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[total // 2, (3 * total) // 4], gamma=0.1)
-    return None
-
-
-def _auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    gt = (pos[:, None] > neg[None, :]).double().mean()
-    eq = (pos[:, None] == neg[None, :]).double().mean()
-    return float(gt + 0.5 * eq)
-
-
-@torch.no_grad()
-def validate(model: nn.Module, data: ProxyData, batch_size: int = 256) -> dict[str, float]:
-    """Validation metrics: ``val_loss`` and ``val_acc``; for ``depth`` also ``val_auc`` and ``val_acer``.
-
-    A depth map's liveness score is its mean; the threshold is half the mean score of the live
-    training maps (APCER: spoofs taken as live, BPCER: lives taken as spoof, ACER their mean).
-    """
-    model.eval()
-    loss_fn = task_loss(data.task)
-    total = 0.0
-    outs = []
-    n = len(data.x_val)
-    for s in range(0, n, batch_size):
-        out = model(data.x_val[s:s + batch_size])
-        y = data.y_val[s:s + batch_size]
-        total += float(loss_fn(out, y)) * len(y)
-        outs.append(out)
-    out = torch.cat(outs)
-    metrics = {"val_loss": total / max(n, 1)}
-    if data.task == "classification":
-        metrics["val_acc"] = float((out.argmax(1) == data.y_val).float().mean())
-        return metrics
-    assert data.live_val is not None and data.live_train is not None
-    score = _as_maps(out).mean(dim=(1, 2))
-    live_mean = data.y_train[data.live_train > 0.5].mean() if bool((data.live_train > 0.5).any()) else torch.tensor(1.0)
-    tau = 0.5 * float(live_mean)
-    live = data.live_val > 0.5
-    pred_live = score > tau
-    apcer = float(pred_live[~live].float().mean()) if bool((~live).any()) else 0.0
-    bpcer = float((~pred_live[live]).float().mean()) if bool(live.any()) else 0.0
-    metrics["val_acc"] = float((pred_live == live).float().mean())
-    metrics["val_auc"] = _auc(score, data.live_val)
-    metrics["val_acer"] = 0.5 * (apcer + bpcer)
-    return metrics
+    try:
+        _check_output(task, out_shape, data.classes, tuple(data.y_train.shape[-2:]) if task == "depth" else None)
+    except TrainError as exc:
+        hint = f"set the class count in the evaluator's proxy params, e.g. 'num_classes: {data.classes}'" \
+            if task == "classification" else exc.hint
+        raise EvaluationError(exc.message, hint=hint) from None
 
 
 def train_proxy(model: nn.Module, data: ProxyData, cfg: TrainConfig,
@@ -191,44 +82,16 @@ def train_proxy(model: nn.Module, data: ProxyData, cfg: TrainConfig,
     """Train ``model`` on ``data`` for ``cfg.epochs``; returns the last epoch's metrics.
 
     After each epoch the validation metrics and ``train_loss`` go to ``report`` (which may raise
-    ``optuna.TrialPruned``). A NaN or infinite loss raises :class:`NonFiniteError` at once.
+    ``optuna.TrialPruned``). A NaN or infinite loss raises :class:`NonFiniteError` at the end of the epoch.
+    Proxies run on the CPU in the calling process unless ``cfg`` names a ``device``.
     """
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = make_optimizer(model, cfg)
-    n = len(data.x_train)
-    steps = steps_per_epoch(n, cfg)
-    sched = make_schedule(opt, cfg, steps)
-    loss_fn = task_loss(data.task)
-    x_all, y_all = data.x_train, data.y_train
-    bs = cfg.batch_size
-    metrics: dict[str, float] = {}
-    for epoch in range(cfg.epochs):
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        total = torch.zeros((), dtype=torch.float64)
-        seen = 0
-        t0 = time.perf_counter()
-        for b in range(steps):
-            idx = perm[b * bs:(b + 1) * bs]
-            xb, yb = x_all.index_select(0, idx), y_all.index_select(0, idx)
-            loss = loss_fn(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            total += loss.detach().double() * len(idx)
-            seen += len(idx)
-        train_loss = float(total) / max(seen, 1)
-        if not math.isfinite(train_loss):
-            raise NonFiniteError(f"the training loss is {train_loss} in epoch {epoch + 1}")
-        metrics = {"train_loss": train_loss, **validate(model, data)}
-        if log is not None:
-            shown = ", ".join(f"{k} {v:.5g}" for k, v in metrics.items())
-            log(f"epoch {epoch + 1}/{cfg.epochs}: {shown} ({seen / max(time.perf_counter() - t0, 1e-9):.0f} samples/s)")
-        if report is not None:
-            report(epoch, metrics)
-    return metrics
+    from archc.train.config import TrainOptions
+    from archc.train.distributed import DistContext
+    from archc.train.loop import Trainer
+
+    opts = TrainOptions.from_config(cfg, device=getattr(cfg, "device", "cpu"))
+    trainer = Trainer(model, opts, data.task, dist=DistContext(), evaluate=validate)
+    return trainer.fit(data, report=report, log=log)
 
 
 # -------------------------------------------------------------------------------------------------------
