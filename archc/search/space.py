@@ -42,7 +42,7 @@ CHOICE_KEYS = ("type", "values", "low", "high", "step", "log", "target", "when",
 CHOICE_TYPES = ("categorical", "int", "float", "op")
 CELL_KEYS = ("nodes", "ops", "edges", "output", "none", "op_table", "doc")
 EVAL_KEYS = ("task", "data", "proxy", "train", "zero_cost", "latency", "threads")
-DATA_KEYS = ("source", "path", "train", "val", "val_fraction", "seed")
+DATA_KEYS = ("source", "path", "train", "val", "val_fraction", "seed", "hard")
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "schedule", "seed", "max_batches",
               "device")
 ZERO_KEYS = ("metrics", "batch_size", "screen")
@@ -300,6 +300,9 @@ class DataConfig:
     val_fraction: float = 0.2
     seed: int = 0
     loc: SourceLoc | None = field(default=None, compare=False)
+    #: digits only: each sample a seeded random placement/rotation/scale of a digit on a 16×16 canvas,
+    #: with a faint distractor digit and noise (archc.search.data) — a task on which architectures differ
+    hard: bool = False
 
 
 @dataclass(frozen=True)
@@ -882,12 +885,16 @@ def _parse_evaluator(raw: YMap, p: Path, sparams: Mapping[str, Any], names: set[
                 raise _err(f"data path '{rel}' is not a folder", d.loc_of("path"), "a folder with one sub-folder per class")
         elif "path" in d:
             raise _err("the digits data set ships with scikit-learn: 'path' does not apply", d.key_loc("path"))
+        hard = _bool(d, "hard", dwhat, False)
+        if hard and source != "digits":
+            raise _err(f"'hard' makes a harder variant of the bundled digits; it does not apply to source '{source}'",
+                       d.loc_of("hard"), "remove 'hard', or use 'source: digits'")
         vf = _number(d, "val_fraction", dwhat, 0.2, positive=True)
         if vf >= 1:
             raise _err(f"'val_fraction' must be below 1, got {vf}", d.loc_of("val_fraction"))
         data = DataConfig(source, dpath, _number(d, "train", dwhat, None, integer=True, positive=True),
                           _number(d, "val", dwhat, None, integer=True, positive=True), float(vf),
-                          _number(d, "seed", dwhat, 0, integer=True, nonneg=True), d.loc)
+                          _number(d, "seed", dwhat, 0, integer=True, nonneg=True), d.loc, hard)
     proxy = tuple(_parse_params(raw, "proxy", "evaluator 'proxy'", sparams, names, _mapping(ev, "proxy", what)))
     train = None
     if "train" in ev and ev["train"] is not False:
