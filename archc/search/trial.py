@@ -16,6 +16,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from archc.search.evaluate import NonFiniteError, TrialContext, measure_latency
 from archc.search.export import overrides_to_json
 from archc.search.space import LATENCY_METRIC, Materialized, SearchSpace
 
-__all__ = ["ModelBuilder", "TrialRunner", "STATUSES", "host", "pid_alive"]
+__all__ = ["ModelBuilder", "TrialRunner", "STATUSES", "host", "pid_alive", "Rejected", "Candidate", "sample_candidate",
+           "check_budget", "finite"]
 
 #: every status a trial ends with (user attribute ``status``)
 STATUSES = ("complete", "duplicate", "rejected", "infeasible", "in_flight", "pruned", "failed")
@@ -78,11 +80,68 @@ class ModelBuilder:
 
 
 
-class _Rejected(Exception):
+class Rejected(Exception):
+    """A sample that is never built or trained: ``status`` is ``infeasible``, ``rejected`` (over budget) or
+    ``in_flight`` (another worker evaluates the same architecture now)."""
+
     def __init__(self, status: str, reason: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+@dataclass
+class Candidate:
+    """A trial's sampled architecture, materialized, expanded and costed at full size."""
+
+    values: dict[str, Any]
+    materialized: Materialized
+    graph: Graph
+    arch: str
+
+
+def sample_candidate(space: SearchSpace, builder: ModelBuilder, trial: Any, metrics: dict[str, Any],
+                     violation: list[float]) -> Candidate:
+    """Sample ``trial``, materialize and expand the architecture, and cost it into ``metrics``.
+
+    Raises :class:`Rejected` (``infeasible``, with ``violation[0]`` set) for a sample that has no valid
+    architecture; budgets are left to :func:`check_budget` so callers can add metrics (latency) first.
+    """
+    from archc.cost.model import graph_cost
+
+    values = space.sample(trial)
+    m = space.materialize(values)
+    trial.set_user_attr("spec_params", overrides_to_json(m.overrides))
+    if m.reason:
+        violation[0] = 1.0
+        raise Rejected("infeasible", m.reason)
+    try:
+        g = builder.graph(m.overrides)
+    except SpecError as exc:
+        violation[0] = 1.0
+        raise Rejected("infeasible", f"invalid architecture: {exc}") from None
+    cost = graph_cost(g)
+    metrics.update(params=cost.params, macs=cost.macs, acts=cost.acts)
+    arch = canonical_hash(g)
+    trial.set_user_attr("arch", arch)
+    return Candidate(values, m, g, arch)
+
+
+def check_budget(constraints: Mapping[str, float], metrics: Mapping[str, Any], violation: list[float],
+                 skip: Sequence[str] = ()) -> None:
+    """Record each constraint's relative violation (``violation[1:]``, in sorted constraint order) and raise
+    :class:`Rejected` (``rejected``) when a measured metric is over its limit."""
+    over = []
+    for k, key in enumerate(sorted(constraints), 1):
+        if key in skip or key not in metrics:
+            continue
+        limit = constraints[key]
+        v = float(metrics[key])
+        violation[k] = (v - limit) / limit
+        if v > limit:
+            over.append(f"{key} {v:,.6g} > max {limit:,.6g}")
+    if over:
+        raise Rejected("rejected", "over budget: " + "; ".join(over))
 
 
 class _FailedBefore(Exception):
@@ -105,7 +164,8 @@ class _TrialLog:
         self.f.close()
 
 
-def _finite(v: Any) -> bool:
+def finite(v: Any) -> bool:
+    """Whether ``v`` is a finite int or float (not a bool)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -181,7 +241,7 @@ class TrialRunner:
             if t.number == trial.number or t.user_attrs.get("eval_key") != key:
                 continue
             if t.state == TrialState.RUNNING:
-                raise _Rejected("in_flight", f"the same architecture is being evaluated by trial {t.number} "
+                raise Rejected("in_flight", f"the same architecture is being evaluated by trial {t.number} "
                                              f"({t.user_attrs.get('worker', 'another worker')}); not trained twice")
             reason = str(t.user_attrs.get("reason") or "")
             if t.user_attrs.get("status") == "failed" and reason and not reason.startswith("interrupted"):
@@ -194,7 +254,7 @@ class TrialRunner:
             return self.latency_cache[arch]
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
             m = t.user_attrs.get("metrics") or {}
-            if t.user_attrs.get("arch") == arch and _finite(m.get(LATENCY_METRIC)):
+            if t.user_attrs.get("arch") == arch and finite(m.get(LATENCY_METRIC)):
                 self.latency_cache[arch] = float(m[LATENCY_METRIC])
                 return self.latency_cache[arch]
         return None
@@ -205,7 +265,7 @@ class TrialRunner:
             if t.number == exclude:
                 continue
             v = (t.user_attrs.get("metrics") or {}).get(metric)
-            if _finite(v):
+            if finite(v):
                 out.append(float(v))
         return out
 
@@ -233,7 +293,7 @@ class TrialRunner:
             if reason:
                 trial.set_user_attr("reason", reason)
             self.last_reason = reason
-            trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if _finite(v)})
+            trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if finite(v)})
             trial.set_user_attr("constraints", violation)
             if hasattr(trial, "set_constraint"):
                 for cname, cval in zip(["valid", *self.constraint_keys], violation):
@@ -261,40 +321,26 @@ class TrialRunner:
         from optuna.trial import TrialState
 
         try:
-            values = self.space.sample(trial)
-            log(f"trial {trial.number} ({self.host_worker}): params {json.dumps(values, default=str)}")
-            m = self.space.materialize(values)
-            trial.set_user_attr("spec_params", overrides_to_json(m.overrides))
-            if m.reason:
-                violation[0] = 1.0
-                raise _Rejected("infeasible", m.reason)
-            try:
-                g = self.builder.graph(m.overrides)
-            except SpecError as exc:
-                violation[0] = 1.0
-                raise _Rejected("infeasible", f"invalid architecture: {exc}") from None
-            from archc.cost.model import graph_cost
-
-            cost = graph_cost(g)
-            metrics.update(params=cost.params, macs=cost.macs, acts=cost.acts)
-            arch = canonical_hash(g)
-            trial.set_user_attr("arch", arch)
-            log(f"target: {cost.params:,} params, {cost.macs:,} MACs, {cost.acts:,} activations (arch {arch})")
-            self._check_budget(metrics, violation, skip=(LATENCY_METRIC,))
+            c = sample_candidate(self.space, self.builder, trial, metrics, violation)
+            g, m, arch = c.graph, c.materialized, c.arch
+            log(f"trial {trial.number} ({self.host_worker}): params {json.dumps(c.values, default=str)}")
+            log(f"target: {metrics['params']:,} params, {metrics['macs']:,} MACs, {metrics['acts']:,} activations "
+                f"(arch {arch})")
+            check_budget(self.space.constraints, metrics, violation, skip=(LATENCY_METRIC,))
             if self.needs_latency:
                 metrics[LATENCY_METRIC] = self._latency(g, m, arch, log)
-                self._check_budget(metrics, violation)
+                check_budget(self.space.constraints, metrics, violation)
             if self.evaluator is not None and getattr(self.evaluator, "needs_model", True):
                 metrics.update(self._evaluate(trial, g, m, log))
             objective = []
             for o in self.space.objectives:
                 v = metrics.get(o.metric)
-                if not _finite(v):
+                if not finite(v):
                     return finish(TrialState.FAIL, "failed", f"objective {o.metric} is {v} (not a finite number)")
                 objective.append(float(v))
             return finish(TrialState.COMPLETE, "duplicate" if self.duplicate else "complete",
                           values=objective)
-        except _Rejected as exc:
+        except Rejected as exc:
             self.counts["skipped" if exc.status == "in_flight" else "rejected"] += 1
             return finish(TrialState.PRUNED, exc.status, exc.reason)
         except _FailedBefore as exc:
@@ -319,19 +365,6 @@ class TrialRunner:
             else:
                 reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
             return finish(TrialState.FAIL, "failed", reason)
-
-    def _check_budget(self, metrics: Mapping[str, Any], violation: list[float], skip: Sequence[str] = ()) -> None:
-        over = []
-        for k, key in enumerate(self.constraint_keys, 1):
-            if key in skip or key not in metrics:
-                continue
-            limit = self.space.constraints[key]
-            v = float(metrics[key])
-            violation[k] = (v - limit) / limit
-            if v > limit:
-                over.append(f"{key} {v:,.6g} > max {limit:,.6g}")
-        if over:
-            raise _Rejected("rejected", "over budget: " + "; ".join(over))
 
     def _latency(self, g: Graph, m: Materialized, arch: str, log: Callable[[str], None]) -> float:
         cached = self._latency_lookup(arch)
@@ -385,7 +418,7 @@ class TrialRunner:
             if not single or metric0 not in ms:
                 return
             v = ms[metric0]
-            if not _finite(v):
+            if not finite(v):
                 return
             trial.report(float(v), epoch)
             if epoch + 1 < epochs and trial.should_prune():
@@ -400,7 +433,7 @@ class TrialRunner:
             self._metrics.update(ms)
             earlier = self._screen_values(metric, trial.number)
             v = ms.get(metric)
-            if len(earlier) < after or not _finite(v):
+            if len(earlier) < after or not finite(v):
                 return
             import numpy as np
 
@@ -413,7 +446,7 @@ class TrialRunner:
                            {"params": nparams, "trial": trial})
         self.counts["trained"] += 1
         result = dict(self.evaluator.evaluate(model, ctx))
-        bad = [k for k, v in result.items() if not _finite(v)]
+        bad = [k for k, v in result.items() if not finite(v)]
         if bad:
             raise NonFiniteError(f"the evaluator returned {bad[0]} = {result[bad[0]]}")
         trial.set_user_attr("eval_metrics", result)

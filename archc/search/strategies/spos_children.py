@@ -14,7 +14,6 @@ the digest of the supernet that scored it and refuses to mix scores of two diffe
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -25,12 +24,11 @@ import torch
 
 from archc.diagnostics import SpecError
 from archc.search.bn_recal import recalibrate_bn
-from archc.search.canon import canonical_hash
 from archc.search.data import ProxyData
 from archc.search.evaluate import validate
-from archc.search.export import overrides_to_json
 from archc.search.runner import ModelBuilder, SearchError
 from archc.search.space import SearchSpace
+from archc.search.trial import Rejected, check_budget, finite, sample_candidate
 
 __all__ = ["ChildScorer", "normalized_choice", "run_children", "bn_batches"]
 
@@ -72,16 +70,6 @@ class ChildScorer:
             self.supernet.fix(None)
 
 
-class _Rejected(Exception):
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 class _Children:
     def __init__(self, space: SearchSpace, study: Any, score: Callable[[Mapping[str, Any]], dict[str, float]],
                  say: Callable[[str], None], want: int) -> None:
@@ -105,19 +93,6 @@ class _Children:
             if arch and isinstance(m, dict) and arch not in self.cache:
                 self.cache[arch] = (m, t.number)
 
-    def _budget(self, metrics: Mapping[str, Any], violation: list[float]) -> None:
-        over = []
-        for k, key in enumerate(self.keys, 1):
-            if key not in metrics:
-                continue
-            limit = self.space.constraints[key]
-            v = float(metrics[key])
-            violation[k] = (v - limit) / limit
-            if v > limit:
-                over.append(f"{key} {v:,.6g} > max {limit:,.6g}")
-        if over:
-            raise _Rejected("rejected", "over budget: " + "; ".join(over))
-
     def run_trial(self, trial: Any, done: int) -> str:
         from optuna.trial import TrialState
 
@@ -127,25 +102,10 @@ class _Children:
         trial.set_user_attr("worker", self.worker)
         status, reason, values = "complete", "", None
         try:
-            raw = self.space.sample(trial)
-            m = self.space.materialize(raw)
-            trial.set_user_attr("spec_params", overrides_to_json(m.overrides))
-            if m.reason:
-                violation[0] = 1.0
-                raise _Rejected("infeasible", m.reason)
-            try:
-                g = self.builder.graph(m.overrides)
-            except SpecError as exc:
-                violation[0] = 1.0
-                raise _Rejected("infeasible", f"invalid architecture: {exc}") from None
-            from archc.cost.model import graph_cost
-
-            cost = graph_cost(g)
-            metrics.update(params=cost.params, macs=cost.macs, acts=cost.acts)
-            arch = canonical_hash(g)
-            trial.set_user_attr("arch", arch)
-            self._budget(metrics, violation)  # before the supernet runs it: an over-budget child costs nothing
-            choice = normalized_choice(self.space, raw)
+            c = sample_candidate(self.space, self.builder, trial, metrics, violation)
+            arch = c.arch
+            check_budget(self.space.constraints, metrics, violation)  # an over-budget child never runs
+            choice = normalized_choice(self.space, c.values)
             trial.set_user_attr("choice", choice)
             if arch in self.cache:
                 scored, number = self.cache[arch]
@@ -156,7 +116,7 @@ class _Children:
                 s0 = time.perf_counter()
                 scored = self.score(choice)
                 self.seconds.append(time.perf_counter() - s0)
-                bad = [k for k, v in scored.items() if not _finite(v)]
+                bad = [k for k, v in scored.items() if not finite(v)]
                 if bad:
                     raise FloatingPointError(f"the inherited-weight {bad[0]} is {scored[bad[0]]}")
                 self.cache[arch] = (scored, trial.number)
@@ -166,11 +126,11 @@ class _Children:
             values = []
             for o in self.space.objectives:
                 v = metrics.get(o.metric)
-                if not _finite(v):
+                if not finite(v):
                     raise FloatingPointError(f"objective {o.metric} is {v} (not a finite number)")
                 values.append(float(v))
             state = TrialState.COMPLETE
-        except _Rejected as exc:
+        except Rejected as exc:
             self.counts["rejected" if exc.status == "rejected" else "infeasible"] += 1
             status, reason, state, values = exc.status, str(exc), TrialState.PRUNED, None
         except (FloatingPointError, SpecError, RuntimeError, ValueError) as exc:
@@ -181,7 +141,7 @@ class _Children:
         trial.set_user_attr("status", status)
         if reason:
             trial.set_user_attr("reason", reason)
-        trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if _finite(v)})
+        trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if finite(v)})
         trial.set_user_attr("constraints", violation)
         if hasattr(trial, "set_constraint"):
             for cname, cval in zip(["valid", *self.keys], violation):
