@@ -122,6 +122,13 @@ _DRIVERS = {  # SQLAlchemy dialect+driver -> (module, package to install)
 }
 
 
+#: a plain dialect → (kind, the package the cluster extra installs, (module, SQLAlchemy scheme) in order of preference)
+_DEFAULT_DRIVERS = {
+    "postgresql": ("PostgreSQL", "psycopg 3", (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2"))),
+    "mysql": ("MySQL", "PyMySQL", (("MySQLdb", "mysql+mysqldb"), ("pymysql", "mysql+pymysql"))),
+}
+
+
 def normalize_url(url: str) -> tuple[str, str]:
     """The SQLAlchemy URL for an Optuna storage URL, and the storage kind.
 
@@ -139,22 +146,13 @@ def normalize_url(url: str) -> tuple[str, str]:
     if not _have("sqlalchemy"):
         raise StorageError(f"the storage '{mask_url(url)}' needs SQLAlchemy, which is not installed",
                            hint='pip install -e ".[cluster]"')
-    if scheme == "postgresql":
-        if _have("psycopg"):
-            scheme = "postgresql+psycopg"
-        elif _have("psycopg2"):
-            scheme = "postgresql+psycopg2"
-        else:
-            raise StorageError(f"the storage '{mask_url(url)}' needs a PostgreSQL driver; none is installed",
-                               hint='pip install -e ".[cluster]" (psycopg 3)')
-    elif scheme == "mysql":
-        if _have("MySQLdb"):
-            scheme = "mysql+mysqldb"
-        elif _have("pymysql"):
-            scheme = "mysql+pymysql"
-        else:
-            raise StorageError(f"the storage '{mask_url(url)}' needs a MySQL driver; none is installed",
-                               hint='pip install -e ".[cluster]" (PyMySQL)')
+    if scheme in _DEFAULT_DRIVERS:
+        kind, package, candidates = _DEFAULT_DRIVERS[scheme]
+        found = next((full for module, full in candidates if _have(module)), None)
+        if found is None:
+            raise StorageError(f"the storage '{mask_url(url)}' needs a {kind} driver; none is installed",
+                               hint=f'pip install -e ".[cluster]" ({package})')
+        scheme = found
     if scheme in _DRIVERS and not _have(_DRIVERS[scheme][0]):
         raise StorageError(f"the storage '{mask_url(url)}' needs the {_DRIVERS[scheme][0]} driver, which is not installed",
                            hint=f"install {_DRIVERS[scheme][1]}, or write postgresql:// to use the installed driver")
