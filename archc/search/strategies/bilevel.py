@@ -18,7 +18,6 @@ current discretization is recorded.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 
 from archc.search.runner import SearchError
+from archc.search.strategies.options import options_from_mapping
 from archc.search.supernet import Supernet
 from archc.search.supernet.derive import alpha_table
 from archc.train.data import TensorData
@@ -83,21 +83,7 @@ class BilevelOptions:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], base: BilevelOptions | None = None) -> BilevelOptions:
         """Options from a mapping (CLI or space file); ``None`` values keep ``base``'s. Raises SearchError."""
-        base = base or cls()
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw: dict[str, Any] = {}
-        for k, v in values.items():
-            if k not in names:
-                import difflib
-
-                near = difflib.get_close_matches(k, names, n=1)
-                raise SearchError(f"unknown option '{k}' of the bi-level strategies",
-                                  hint=f"did you mean '{near[0]}'?" if near else f"options: {', '.join(sorted(names))}")
-            if v is not None:
-                kw[k] = v
-        out = dataclasses.replace(base, **kw)
-        out.check()
-        return out
+        return options_from_mapping(cls, values, base, "unknown option '{key}' of the bi-level strategies")
 
     def check(self) -> None:
         """Raise :class:`SearchError` for an option out of range."""

@@ -42,6 +42,7 @@ from archc.search.evaluate import ProxyEvaluator, check_output
 from archc.search.export import export_spec, overrides_from_json, trials_table, write_csv
 from archc.search.runner import ModelBuilder, SearchError, make_sampler, make_storage
 from archc.search.space import COST_METRICS, SearchSpace, load_space
+from archc.search.strategies.options import options_from_mapping
 from archc.search.strategies.spos_check import format_check, oneshot_check, ranked_children, retrain_cached
 from archc.search.strategies.spos_children import ChildScorer, bn_batches, run_children
 from archc.search.strategies.spos_train import CHECKPOINT, SupernetTraining, train_supernet
@@ -95,21 +96,7 @@ class SposOptions:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], base: SposOptions | None = None) -> SposOptions:
         """Options from a mapping (CLI or space file); ``None`` values keep ``base``'s. Raises SearchError."""
-        base = base or cls()
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        kw: dict[str, Any] = {}
-        for k, v in values.items():
-            if k not in names:
-                import difflib
-
-                near = difflib.get_close_matches(k, names, n=1)
-                raise SearchError(f"unknown spos option '{k}'",
-                                  hint=f"did you mean '{near[0]}'?" if near else f"options: {', '.join(names)}")
-            if v is not None:
-                kw[k] = v
-        out = dataclasses.replace(base, **kw)
-        out.check()
-        return out
+        return options_from_mapping(cls, values, base, "unknown spos option '{key}'")
 
     def check(self) -> None:
         """Raise :class:`SearchError` for an option out of range."""
