@@ -89,45 +89,52 @@ class Attention2d(Op):
 
 
 class SDPA(Op):
-    """Scaled-dot-product attention on (B, heads, N, d) tensors.
+    """Scaled-dot-product attention on (B, …, heads, N, d) tensors.
 
-    q (B,h,N,d), k (B,h,M,d), v (B,h,M,d_v), optional additive mask/bias broadcastable to (B,h,N,M)
-    (a bool mask keeps True entries): ``softmax(scale·q·kᵀ + mask)·v`` → (B,h,N,d_v).
-    scale defaults to d^−½. MACs per sample: N·M·d·h + N·M·d_v·h (= N·M·d·h·2 when d_v = d), two
-    explicit batched matmuls (numerically ``F.scaled_dot_product_attention``).
+    q (B,…,h,N,d), k (B,…,h,M,d), v (B,…,h,M,d_v) — rank 4, or higher with extra leading axes such as
+    Swin's windows (B, nW, h, N, d) — optional additive mask/bias broadcastable to (B,…,h,N,M) (a bool
+    mask keeps True entries): ``softmax(scale·q·kᵀ + mask)·v`` → (B,…,h,N,d_v). scale defaults to d^−½.
+    MACs per sample: L·(N·M·d + N·M·d_v) with L the product of the axes between batch and N (h, or
+    nW·h), two explicit batched matmuls (numerically ``F.scaled_dot_product_attention``).
     """
 
     name = "sdpa"
-    doc = "softmax(scale·q·kᵀ + mask)·v on (B, heads, N, d) tensors"
+    doc = "softmax(scale·q·kᵀ + mask)·v on (B, heads, N, d) tensors (or (B, …, heads, N, d), e.g. windows)"
     arity = (3, 4)
     attrs = (Attr("scale", "float", None, "logit scale (default d^-0.5)"),)
 
     def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
         q, k, v = ins[0], ins[1], ins[2]
         for n, t in (("q", q), ("k", k), ("v", v)):
-            if t.rank != 4:
-                raise OpCheckError(f"'sdpa' expects (B, heads, N, d) inputs, got {n} = {t}")
+            if t.rank < 4 or t.rank != q.rank:
+                raise OpCheckError(f"'sdpa' expects (B, heads, N, d) inputs (or one rank > 4 for all three), got {n} = {t}")
         b = _same_batch(self.name, ("q", "k", "v"), (q, k, v))
-        if not (q.shape[1] == k.shape[1] == v.shape[1]):
-            raise OpCheckError(f"'sdpa': head counts differ: q {q.shape[1]}, k {k.shape[1]}, v {v.shape[1]}")
-        if q.shape[3] != k.shape[3]:
-            raise OpCheckError(f"'sdpa': q and k head dims must match, got q {q.shape[3]} and k {k.shape[3]}")
-        if k.shape[2] != v.shape[2]:
-            raise OpCheckError(f"'sdpa': k and v lengths must match, got k {k.shape[2]} and v {v.shape[2]}")
+        lead = tuple(q.shape[1:-2])
+        if not (lead == tuple(k.shape[1:-2]) == tuple(v.shape[1:-2])):
+            what = "head counts" if q.rank == 4 else "axes before (N, d)"
+            raise OpCheckError(f"'sdpa': {what} differ: q {q}, k {k}, v {v}")
+        if q.shape[-1] != k.shape[-1]:
+            raise OpCheckError(f"'sdpa': q and k head dims must match, got q {q.shape[-1]} and k {k.shape[-1]}")
+        if k.shape[-2] != v.shape[-2]:
+            raise OpCheckError(f"'sdpa': k and v lengths must match, got k {k.shape[-2]} and v {v.shape[-2]}")
         if len(ins) == 4:
             mask = ins[3]
-            target = (b, q.shape[1], q.shape[2], k.shape[2])
-            ms = (1,) * (4 - mask.rank) + tuple(mask.shape) if mask.rank <= 4 else None
+            target = (b, *lead, q.shape[-2], k.shape[-2])
+            ms = (1,) * (len(target) - mask.rank) + tuple(mask.shape) if mask.rank <= len(target) else None
             if ms is None or any(x != 1 and x != y for x, y in zip(ms, target)):
-                raise OpCheckError(f"'sdpa': mask {mask} does not broadcast to (B, heads, N, M) = {target}")
-        return [q.with_shape((b, q.shape[1], q.shape[2], v.shape[3]))]
+                names = "(B, heads, N, M)" if q.rank == 4 else "(B, ..., heads, N, M)"
+                raise OpCheckError(f"'sdpa': mask {mask} does not broadcast to {names} = {target}")
+        return [q.with_shape((b, *lead, q.shape[-2], v.shape[-1]))]
 
     def macs(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> int:
         q, k, v = ins[0].shape, ins[1].shape, ins[2].shape
-        return q[1] * q[2] * k[2] * (q[3] + v[3])
+        lead = 1
+        for d in q[1:-2]:
+            lead *= d
+        return lead * q[-2] * k[-2] * (q[-1] + v[-1])
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
-        scale = a["scale"] if a["scale"] is not None else ins[0].shape[3] ** -0.5
+        scale = a["scale"] if a["scale"] is not None else ins[0].shape[-1] ** -0.5
         logits = "({0} @ {1}.transpose(-2, -1)) * {scale}"
         if len(ins) == 4:
             if ins[3].dtype == "bool":

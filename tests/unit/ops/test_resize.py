@@ -57,7 +57,7 @@ def test_resize_lowering_omits_align_corners_for_nearest() -> None:
 @pytest.mark.parametrize(
     "attrs,shape,match",
     [
-        ({}, (1, 3, 8, 8), "exactly one of 'size' and 'scale', got neither"),
+        ({}, (1, 3, 8, 8), "exactly one of 'size', 'scale' and a reference input, got neither"),
         ({"size": 4, "scale": 2.0}, (1, 3, 8, 8), "exactly one of 'size' and 'scale', got both"),
         ({"scale": 0.0}, (1, 3, 8, 8), "scale must be > 0"),
         ({"scale": 2.0, "align_corners": True}, (1, 3, 8, 8), "align_corners=true is only valid"),
