@@ -1,0 +1,76 @@
+"""abs, clamp, n-ary sum, comparisons and where: shapes, dtypes and values against PyTorch; errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from archc.backends.pytorch.single import build_single
+
+from archc.ir.types import TensorType
+from archc.ops import OpCheckError, get_op
+from tests.unit.ops.harness import check, infer
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.* is deprecated:DeprecationWarning")
+torch.set_num_threads(1)
+
+
+def test_abs_and_clamp() -> None:
+    x = torch.randn(2, 3, 4)
+    assert torch.equal(check("abs", {}, (2, 3, 4)).module(x), x.abs())
+    for attrs, ref in [({"min": 0.0}, x.clamp(min=0.0)), ({"max": 0.5}, x.clamp(max=0.5)),
+                       ({"min": -0.2, "max": 0.3}, x.clamp(-0.2, 0.3))]:
+        r = check("clamp", attrs, (2, 3, 4))
+        assert torch.equal(r.module(x), ref) and r.macs == 0
+    with pytest.raises(OpCheckError, match="needs 'min', 'max' or both"):
+        infer("clamp", {}, (2, 3))
+    with pytest.raises(OpCheckError, match="min 1 is above max 0"):
+        infer("clamp", {"min": 1.0, "max": 0.0}, (2, 3))
+
+
+def test_sum_of_many_broadcasts() -> None:
+    r = check("sum", {}, (2, 3, 4, 5), (2, 3, 1, 5), (1, 5))
+    a, b, c = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 1, 5), torch.randn(1, 5)
+    torch.testing.assert_close(r.module(a, b, c), a + b + c)
+    assert infer("sum", {}, ("B", 3, 4), ("B", 3, 4))[0].shape == ("B", 3, 4)
+    with pytest.raises(OpCheckError, match="do not broadcast"):
+        infer("sum", {}, (2, 3, 4), (2, 3, 5))
+
+
+@pytest.mark.parametrize("name,fn", [("eq", torch.eq), ("ne", torch.ne), ("lt", torch.lt), ("le", torch.le),
+                                     ("gt", torch.gt), ("ge", torch.ge)])
+def test_comparisons_give_bool(name: str, fn) -> None:
+    x = torch.randint(-2, 3, (2, 3, 4)).float()
+    y = torch.randint(-2, 3, (1, 3, 1)).float()
+    (t,) = infer(name, {}, (2, 3, 4), (1, 3, 1))
+    assert t == TensorType((2, 3, 4), "bool")
+    two = build_single(name, {}, [TensorType((2, 3, 4)), TensorType((1, 3, 1))])[0]
+    assert torch.equal(two(x, y), fn(x, y)) and torch.jit.script(two)(x, y).dtype == torch.bool
+    one = build_single(name, {"value": 0.0}, [TensorType((2, 3, 4))])[0]
+    assert torch.equal(one(x), fn(x, torch.zeros(()))) and infer(name, {"value": 0.0}, (2, 3))[0].dtype == "bool"
+    with pytest.raises(OpCheckError, match="second input or with 'value', got neither"):
+        infer(name, {}, (2, 3))
+    with pytest.raises(OpCheckError, match="got a second input and 'value'"):
+        infer(name, {"value": 1.0}, (2, 3), (2, 3))
+
+
+def test_where_selects_and_checks_the_condition() -> None:
+    op = get_op("where")
+    types = [TensorType((2, 1, 4), "bool"), TensorType((2, 3, 4)), TensorType((4,))]
+    (t,) = op.infer(op.bind({}), types)
+    assert t == TensorType((2, 3, 4))
+    mod = build_single("where", {}, types)[0]
+    c, a, b = torch.rand(2, 1, 4) > 0.5, torch.randn(2, 3, 4), torch.randn(4)
+    assert torch.equal(mod(c, a, b), torch.where(c, a, b))
+    with pytest.raises(OpCheckError, match="needs a bool condition"):
+        op.infer(op.bind({}), [TensorType((2, 3, 4))] * 3)
+    with pytest.raises(OpCheckError, match="dtypes of the two branches differ"):
+        op.infer(op.bind({}), [types[0], TensorType((2, 3, 4)), TensorType((4,), "float64")])
+
+
+def test_a_comparison_masks_attention() -> None:
+    """A bool tensor from a comparison is a valid sdpa mask (True keeps the entry)."""
+    op = get_op("gt")
+    (mask,) = op.infer(op.bind({"value": 0.0}), [TensorType((1, 1, 5, 5))])
+    sdpa = get_op("sdpa")
+    q = TensorType((2, 3, 5, 8))
+    assert sdpa.infer(sdpa.bind({}), [q, q, q, mask])[0] == q
