@@ -240,9 +240,10 @@ class Op:
         out: dict[str, Any] = {}
         for key in raw:
             if key not in amap:
-                from archc.diagnostics import suggest
+                from archc.spec.suggestions import attr_hint
 
-                hint = suggest(key, amap) or (f"'{self.name}' takes: {', '.join(amap)}" if amap else f"'{self.name}' takes no attributes")
+                hint = attr_hint(key, self.name, amap) or (f"'{self.name}' takes: {', '.join(amap)}" if amap
+                                                           else f"'{self.name}' takes no attributes")
                 raise OpCheckError(f"unknown attribute '{key}' for op '{self.name}'", key, hint)
         for a in self.attrs:
             if a.name in raw and raw[a.name] is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from archc.diagnostics import SourceLoc, SpecError, suggest
+from archc.spec.bundled import is_bundled, resolve_bundled
 from archc.spec.expr import evaluate, is_expr
 from archc.spec.loader import YList, YMap, load_yaml
 
@@ -216,15 +217,22 @@ def _load_imports(raw: YMap, path: Path, root: Path, blocks: dict[str, BlockDef]
     for i, rel in enumerate(imports):
         loc = imports.loc_of(i)
         if not isinstance(rel, str) or not rel.endswith((".yaml", ".yml")):
-            raise SpecError(f"an import must be a relative path to a .yaml file, got {rel!r}", loc)
-        target = (path.parent / rel).resolve()
+            raise SpecError(f"an import must be a relative path to a .yaml file (or archc:<path> of the bundled library), "
+                            f"got {rel!r}", loc)
+        lib_root = root
+        if is_bundled(rel):
+            # the bundled library's own relative imports stay confined to the library, wherever the spec lives
+            target, lib_root = resolve_bundled(rel, loc)
+        else:
+            target = (path.parent / rel).resolve()
         try:
-            target.relative_to(root.resolve())
+            target.relative_to(lib_root.resolve())
         except ValueError:
             raise SpecError(
                 f"import '{rel}' resolves outside the project tree ({root})",
                 loc,
-                hint="imports are resolved relative to the importing file and must stay inside the project",
+                hint="imports are resolved relative to the importing file and must stay inside the project "
+                     "(the bundled blocks are importable anywhere as archc:lib/<file>.yaml)",
             ) from None
         if target in stack:
             raise SpecError(f"import cycle: '{rel}' imports itself (directly or indirectly)", loc)
@@ -237,7 +245,7 @@ def _load_imports(raw: YMap, path: Path, root: Path, blocks: dict[str, BlockDef]
         _check_version(lib, lib.loc)
         if str(target) not in sources:
             sources[str(target)] = target.read_text(encoding="utf-8")
-        _load_imports(lib, target, root, blocks, sources, stack + [target])
+        _load_imports(lib, target, lib_root, blocks, sources, stack + [target])
         for bd in _parse_blocks(lib).values():
             _add_block(blocks, bd)
 

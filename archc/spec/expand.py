@@ -32,6 +32,7 @@ from archc.ops.base import OpCheckError
 from archc.spec.document import BlockDef, SpecDoc, check_identifier, check_param_type
 from archc.spec.expr import evaluate, is_expr
 from archc.spec.loader import YList, YMap
+from archc.spec.suggestions import op_hint
 
 __all__ = ["expand", "MAX_REPEAT", "MAX_NODES", "MAX_DIM"]
 
@@ -339,11 +340,14 @@ class _Expander:
         opdef = REGISTRY.get(op)
         if opdef is None:
             cands = list(REGISTRY) + list(self.blocks)
-            raise SpecError(f"unknown op '{op}'", attrs.loc_of("op", loc), hint=suggest(op, cands) or "see 'archc ops' for the op library")
+            raise SpecError(f"unknown op '{op}'", attrs.loc_of("op", loc), hint=op_hint(op, cands) or "see 'archc ops' for the op library")
         lo, hi = opdef.arity
         if len(refs) < lo or (hi is not None and len(refs) > hi):
             want = f"{lo}" if lo == hi else f"{lo}..{hi if hi is not None else 'n'}"
-            raise SpecError(f"op '{op}' takes {want} inputs, got {len(refs)}", attrs.loc_of("in", loc))
+            # too many inputs is most often a size or a constant written as an input: name the attributes that take them
+            hint = (f"sizes and constants are attributes, not inputs: '{op}' takes {', '.join(opdef.attr_map())}"
+                    if hi is not None and len(refs) > hi and opdef.attrs else None)
+            raise SpecError(f"op '{op}' takes {want} inputs, got {len(refs)}", attrs.loc_of("in", loc), hint=hint)
         values = {k: evaluate(v, env, attrs.loc_of(k, loc)) for k, v in args.items()}
         try:
             bound = opdef.bind(values)
