@@ -106,8 +106,13 @@ def quantize_qdq(float_model: bytes, calib: CalibrationData, ranges: dict[str, t
     """The QDQ int8 model of ``float_model`` with activation ranges ``ranges``; nodes ``exclude`` stay float."""
     import logging
 
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     model = onnx.load_from_string(float_model)
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(model.graph.input[0].name, calib)
