@@ -74,6 +74,12 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
          "DDP"),
     ],
     "ops": [("archc ops", "the op library: names, docs and attributes")],
+    "weights": [
+        ("archc weights specs/resnet.yaml -v resnet50 --from resnet50_torchvision.pth -o resnet50.pth",
+         "map a checkpoint of another code base onto the spec's module by structure"),
+        ("archc weights specs/convnext.yaml -v tiny --from convnext_tiny.pth -o convnext.pth --allow-partial",
+         "keep initialized values where nothing maps"),
+    ],
 }
 
 
@@ -95,6 +101,13 @@ def _closest(name: str, folder: Path) -> str | None:
         names = sorted(p.name for p in folder.iterdir())
     except OSError:
         return None
+    suffix = Path(name).suffix
+    if suffix:  # compare the stems of files with the same suffix: a shared '.yaml' would make any two names close
+        stems = {Path(n).stem: n for n in names if Path(n).suffix == suffix}
+        close = difflib.get_close_matches(Path(name).stem, sorted(stems), n=1, cutoff=0.6)
+        if close:
+            return stems[close[0]]
+        names = [n for n in names if Path(n).suffix != suffix]  # only a mistyped suffix is left to guess
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return close[0] if close else None
 

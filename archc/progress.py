@@ -28,6 +28,8 @@ from typing import Any, TextIO
 __all__ = ["Progress", "QUIET", "is_terminal", "progress_bar", "LineBar"]
 
 _CLEAR = "\r\x1b[K"
+#: a stage superseded within this many seconds of its start did no work and is not reported
+_INSTANT = 1e-3
 
 
 def is_terminal(stream: Any) -> bool:
@@ -85,6 +87,8 @@ class Progress:
         now = self._clock()
         if self._start is None:
             self._start = now
+        if self._current is not None and now - self._current[1] < _INSTANT:
+            self._current = None  # a stage that did nothing before the next began (a target without that step)
         self._close(now)
         self._current = (name, now)
         if self.tty:

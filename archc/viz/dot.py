@@ -179,12 +179,12 @@ def add_graph(dot: graphviz.Digraph, g: Graph, opts: DrawOptions, root: graphviz
     d = _Drawer(opts)
     sources = {}
     for name, t in g.inputs.items():
-        dot.node(d.name(f"<input {name}>"), f"{name}\n{t}", shape="ellipse", style="filled", fillcolor="#f3f3f3")
-        sources[name] = d.name(f"<input {name}>")
+        dot.node(d.name(f"(input {name})"), f"{name}\n{t}", shape="ellipse", style="filled", fillcolor="#f3f3f3")
+        sources[name] = d.name(f"(input {name})")
     outs = d.graph(dot, g, "", sources, 0)
     for k, r in enumerate(g.outputs):
         producer = sources.get(r.node) if r.node in g.inputs else outs.get((r.node, r.index))
-        out_name = d.name(f"<output {k}>")
+        out_name = d.name(f"(output {k})")
         dot.node(out_name, f"output {k}\n{g.type_of(r)}", shape="ellipse", style="filled", fillcolor="#f3f3f3")
         if producer is not None:
             d.edges.append((producer, out_name))

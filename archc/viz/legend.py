@@ -43,4 +43,4 @@ def legend(dot: graphviz.Digraph, trace: Trace) -> None:
         text = "<BR/>".join(f"{escape(name)}: {n} rewrite{'s' if n != 1 else ''}" for name, n in fired)
         rows.append(f'<TR><TD COLSPAN="3" ALIGN="LEFT">{text}</TD></TR>')
     table = '<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="4">' + "".join(rows) + "</TABLE>"
-    dot.node("<legend>", f"<{table}>", shape="plaintext")
+    dot.node("(legend)", f"<{table}>", shape="plaintext")
