@@ -11,6 +11,7 @@ from typing import Any
 from archc.cost.model import Cost, graph_cost
 from archc.diagnostics import ArchcError
 from archc.ir.graph import Graph
+from archc.progress import QUIET, Progress
 from archc.spec.document import SpecDoc, load_spec_doc, resolve_params
 from archc.spec.expand import expand
 
@@ -35,6 +36,8 @@ class CompileOptions:
     #: the most elements (parameters + buffers, or one example input) a compile may allocate (default 2^30:
     #: 4 GiB of float32); a model above it is refused before anything is built
     max_elements: int = 2**30
+    #: stage timings on stderr (archc.progress); silent by default
+    progress: Progress = field(default=QUIET, compare=False, repr=False)
 
 
 @dataclass
@@ -62,9 +65,12 @@ def default_spec() -> Path:
 
 def build_graph(path: str | Path, options: CompileOptions = CompileOptions(), text: str | None = None) -> tuple[SpecDoc, Graph]:
     """Load and expand a spec under ``options``."""
+    options.progress.begin("load")
     doc = load_spec_doc(path, text)
+    options.progress.begin("expand")
     variant, env = resolve_params(doc, options.variant, options.params)
     graph = expand(doc, env, variant)
+    options.progress.end()
     try:
         rel = Path(doc.path).resolve().relative_to(doc.root.resolve())
         graph.meta["spec_label"] = rel.as_posix()
@@ -131,6 +137,7 @@ def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), t
         if options.weights:
             state = load_checkpoint(options.weights)
             check_state_dict(module_from_graph(graph).state_dict(), state, options.weights)
+        options.progress.begin("passes")
         pipeline = run_pipeline(graph, options.pipeline, state_dict=state, check=options.check, debug=options.debug)
         graph = pipeline.graph
         if state is not None:
@@ -138,6 +145,7 @@ def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), t
             dtype = _floating_dtype(state)
             converted = pipeline.convert({k: v.double() if v.is_floating_point() else v for k, v in state.items()})
             converted = {k: v.to(dtype) if v.is_floating_point() else v for k, v in converted.items()}
+    options.progress.begin("codegen")
     cost = graph_cost(graph)
     title = doc.name + (f"-{graph.meta['variant']}" if graph.meta.get("variant") else "")
     if options.pipeline != "train":
@@ -152,6 +160,7 @@ def compile_spec(path: str | Path, options: CompileOptions = CompileOptions(), t
         graph.meta["doc"] = (f"{doc.doc.strip()}\n\n" if doc.doc.strip() else "") + (
             f"This is the {options.pipeline} form: the passes {passes} rewrote the training form the text above describes.")
     source = generate(graph, graph.meta["spec_label"], doc.name, info)
+    options.progress.end()
     return CompileResult(graph, cost, source, doc, train_graph=train_graph, pipeline=pipeline, state_dict=converted)
 
 

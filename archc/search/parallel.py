@@ -112,14 +112,12 @@ def _progress(study: Any, space: Any, want: int) -> tuple[Any, Callable[[], None
     """A progress bar of the study's evaluated trials, redrawn from the storage (the workers draw none)."""
     import sys
 
+    from archc.progress import progress_bar
     from archc.search.runner import _best_text, _evaluated
 
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None, None
-    bar = tqdm(total=want, initial=min(_evaluated(study.get_trials(deepcopy=False)), want),
-               desc=f"archc search {space.name}", unit="trial", file=sys.stderr, dynamic_ncols=True, leave=True)
+    # a tqdm bar on a terminal; in a log, a plain line every 30 s instead of carriage-return redraws
+    bar = progress_bar(want, min(_evaluated(study.get_trials(deepcopy=False)), want), f"search {space.name}", "trial",
+                       sys.stderr)
 
     def tick() -> None:
         bar.n = min(_evaluated(study.get_trials(deepcopy=False)), want)

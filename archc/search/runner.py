@@ -485,14 +485,11 @@ class _Driver:
             beat.join()
 
     def _bar(self, study: Any) -> Any:
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            self.say("note: no progress bar (tqdm is not installed: pip install tqdm)")
-            return None
+        from archc.progress import progress_bar
+
         done = _evaluated(study.get_trials(deepcopy=False))
-        bar = tqdm(total=self.want, initial=min(done, self.want), desc=f"archc search {self.space.name}", unit="trial",
-                   file=sys.stderr, dynamic_ncols=True, leave=True)
+        # a tqdm bar on a terminal; in a log, a plain line every 30 s instead of carriage-return redraws
+        bar = progress_bar(self.want, min(done, self.want), f"search {self.space.name}", "trial", sys.stderr)
         bar.set_postfix_str(_best_text(study, self.space))
         return bar
 
