@@ -149,14 +149,19 @@ def _merge(final: list[LayerStat], first: list[LayerStat], kept: set[str]) -> li
     return merged + list(by_name.values())
 
 
-def quantize_prepared(prep, target: str, out: Path, quant: QuantOptions) -> QuantResult:  # noqa: ANN001 - Prepared
-    """Quantize a deploy-compiled spec for ``target`` in memory (nothing is written)."""
+def quantize_prepared(prep, target: str, out: Path, quant: QuantOptions, spec: str | Path | None = None,  # noqa: ANN001
+                      options: CompileOptions | None = None) -> QuantResult:
+    """Quantize a deploy-compiled spec for ``target`` in memory (nothing is written).
+
+    With ``spec`` and ``options`` (the ONNX target) a spec whose branches the deploy pipeline merged
+    also gets the merged-vs-unmerged comparison (:mod:`archc.quantize.reparam`).
+    """
     calib = _calibration(prep, quant)
     threshold = quant.min_sqnr if quant.min_sqnr is not None else REPORT_THRESHOLD
     if target == "onnx":
         from archc.quantize.quantize_onnx import build_onnx_int8
 
-        data, report, notes = build_onnx_int8(prep, calib, quant, threshold, _resolve)
+        data, report, notes = build_onnx_int8(prep, calib, quant, threshold, _resolve, spec, options)
     else:
         from archc.quantize.quantize_fx import build_torch_int8
 
@@ -189,7 +194,7 @@ def compile_quantized(spec: str | Path, options: CompileOptions, quant: QuantOpt
         raise QuantizeError(f"cannot write the output: '{path}' is a directory", hint="give a file name")
     inputs = input_paths(prep.compile, options.weights)
     check_output(path, options.target, inputs, [report_path(path)])
-    result = quantize_prepared(prep, options.target, path, quant)
+    result = quantize_prepared(prep, options.target, path, quant, spec, options)
     check_output(path, options.target, inputs, list(result.data))
     result.files = write_files(result.data)
     return result

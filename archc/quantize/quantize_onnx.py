@@ -198,7 +198,7 @@ def onnx_layers(qdq: onnx.ModelProto, float_names: set[str]) -> list[OnnxLayer]:
                 if q_in is not None and q_in.op_type == "QuantizeLinear":
                     float_inputs[i] = q_in.input[0]
                     continue
-            if i and i not in inits:
+            if i and i not in inits and not (p is not None and p.op_type == "Constant"):
                 float_inputs[i] = i
         layers.append(OnnxLayer(n, layer_name(n, weight), out_float, dq.output[0], weight, float_inputs, q, dq))
     return layers
@@ -222,7 +222,7 @@ def _own_model(qdq: onnx.ModelProto, layer: OnnxLayer) -> bytes:
             continue
         node.input.append(i)
         p = producer.get(i)
-        if p is not None and p.op_type == "DequantizeLinear":
+        if p is not None and p.op_type in ("DequantizeLinear", "Constant"):
             nodes.append(p)
     q, dq = layer.quantize, layer.dequantize
     nodes += [node, q, dq]
@@ -379,7 +379,8 @@ def check_quantized(qdq_model: bytes) -> None:
                             hint="this is a bug in archc's quantization; report the spec") from None
 
 
-def build_onnx_int8(prep, calib: CalibrationData, quant, threshold: float, resolve) -> tuple[list, QuantReport, list[str]]:  # noqa: ANN001
+def build_onnx_int8(prep, calib: CalibrationData, quant, threshold: float, resolve, spec=None,  # noqa: ANN001
+                    options=None) -> tuple[list, QuantReport, list[str]]:
     """The int8 QDQ model of a deploy-compiled spec, its report and notes (see :func:`archc.quantize.lower.quantize_prepared`)."""
     from archc.backends.onnx import build_onnx, have_onnxruntime
 
@@ -404,11 +405,19 @@ def build_onnx_int8(prep, calib: CalibrationData, quant, threshold: float, resol
     int8_ops = {k: v for k, v in kernels.items() if k.startswith(("QLinear", "QGemm", "ConvInteger", "MatMulInteger",
                                                                   "DynamicQuantize", "QAttention"))}
     notes = [*notes, f"int8 QDQ model: onnxruntime runs {', '.join(f'{v} {k}' for k, v in sorted(int8_ops.items())) or 'no int8 kernels'}"]
+    reparam = None
+    if spec is not None:
+        from archc.quantize.reparam import reparam_comparison
+
+        reparam = reparam_comparison(spec, options, prep, calib, quant.method)
+        if reparam is not None:
+            notes.append(f"reparameterization ({reparam['branch_merges']} branch merge(s)): {reparam['verdict']} "
+                         f"({reparam['merged']['model_output_sqnr_db']:.1f} vs {reparam['unmerged']['model_output_sqnr_db']:.1f} dB)")
     report = QuantReport(target="onnx", backend=f"onnxruntime {_ort_version()} QDQ", method=quant.method,
                          calibration=calib.description, threshold=threshold, layers=final, model_sqnr=model_sqnr,
                          all_int8_sqnr=all_int8, total_macs=sum(macs.values()),
                          float_layers=[by_node.get(n, n) for n in kept], notes=notes, kernels=kernels,
-                         extra={"_first_layers": first})
+                         extra={"_first_layers": first, **({"reparameterization": reparam} if reparam else {})})
     return [qdq], report, notes
 
 
