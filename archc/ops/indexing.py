@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archc.ir.types import BATCH, TensorType
-from archc.ops.base import Attr, Lowering, Op, OpCheckError, dim_int, register
+from archc.ops.base import Attr, Lowering, Op, OpCheckError, register
 from archc.ops.shape import axis
 
 __all__ = ["Roll", "IndexSelect"]
@@ -77,11 +77,15 @@ class IndexSelect(Op):
         d = a["dim"] % x.rank
         if idx.rank == 1:
             return Lowering(None, "torch.index_select({0}, {dim}, {1})", {"dim": d})
-        # torch.index_select takes a 1-D index: gather by the flat index, then unfold the index's dims in place
-        # (the other axes are read from the input, so a batch axis keeps its run-time size)
-        dims = ([f"{{0}}.shape[{i}]" for i in range(d)] + [str(dim_int(s)) for s in idx.shape]
-                + [f"{{0}}.shape[{i}]" for i in range(d + 1, x.rank)])
-        return Lowering(None, f"torch.index_select({{0}}, {d}, {{1}}.reshape(-1)).reshape([{', '.join(dims)}])")
+        # torch.index_select takes a 1-D index: gather by the flat index, then unfold the index's dims in place.
+        # Every size is read at run time (the index's too), so one generated class serves any index size.
+        parts = []
+        if d > 0:
+            parts.append("[" + ", ".join(f"{{0}}.shape[{i}]" for i in range(d)) + "]")
+        parts.append("list({1}.shape)")
+        if d < x.rank - 1:
+            parts.append("[" + ", ".join(f"{{0}}.shape[{i}]" for i in range(d + 1, x.rank)) + "]")
+        return Lowering(None, f"torch.index_select({{0}}, {d}, {{1}}.reshape(-1)).reshape({' + '.join(parts)})")
 
 
 register(Roll)
