@@ -22,7 +22,7 @@ class Abs(Op):
     """y = |x|."""
 
     name = "abs"
-    doc = "|x| elementwise"
+    doc = "Absolute value, elementwise"
 
     def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
         return [ins[0]]
