@@ -165,3 +165,28 @@ def test_every_bundled_spec_draws(spec: Path, tmp_path: Path) -> None:
     assert all(kind in text for kind in diff.counts)  # each kind of change is shown (legend, marks)
     if not diff.rewrites:
         assert "no pass changed the graph" in text
+
+
+def test_every_pipeline_pass_has_a_kind() -> None:
+    from archc.viz.trace import PASS_KINDS
+
+    missing = sorted({p for ps in PIPELINES.values() for p in ps} - set(PASS_KINDS))
+    assert not missing, f"give these passes a kind in archc.viz.trace.PASS_KINDS: {missing}"
+
+
+@needs_dot
+def test_docs_pictures_are_made_by_their_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
+
+    text = (ROOT / "docs" / "viz.md").read_text()
+    commands = [ln for ln in text.splitlines() if ln.startswith("archc viz specs/") and "docs/img/" in ln]
+    assert len(commands) >= 3
+    monkeypatch.chdir(ROOT)
+    for line in commands:
+        argv = shlex.split(line)[1:]
+        committed = ROOT / argv[argv.index("-o") + 1]
+        assert f"]({committed.relative_to(ROOT / 'docs').as_posix()})" in text  # the page shows it
+        argv[argv.index("-o") + 1] = str(tmp_path / committed.name)
+        assert main(argv) == 0, line
+        # the same graph drawn (node and cluster names); Graphviz versions may place them differently
+        assert _svg_items(tmp_path / committed.name) == _svg_items(committed), line
