@@ -25,7 +25,7 @@ __all__ = ["SpecDoc", "BlockDef", "ParamDecl", "load_spec_doc", "resolve_params"
 
 FORMAT_VERSION = 1
 TOP_KEYS = ("archc", "name", "doc", "imports", "params", "variants", "default_variant", "inputs", "blocks", "graph",
-            "outputs", "scaling")
+            "outputs", "scaling", "head")
 LIB_KEYS = ("archc", "name", "doc", "imports", "blocks")
 BLOCK_KEYS = ("doc", "params", "inputs", "graph", "outputs")
 PARAM_TYPES = ("int", "float", "bool", "str", "list", "any")
@@ -74,6 +74,8 @@ class SpecDoc:
     raw: YMap
     root: Path
     sources: dict[str, str] = field(default_factory=dict)
+    #: the parsed ``head:`` declaration (:class:`archc.spec.head.HeadDecl`), None without one
+    head: Any = None
 
     @property
     def digest(self) -> str:
@@ -187,10 +189,12 @@ def load_spec_doc(path: str | Path, text: str | None = None, root: Path | None =
                             hint=f"rename it, e.g. '{k}_in'")
     name = raw.get("name", p.stem)
     _expect(name, str, raw.loc_of("name"), "'name'")
+    from archc.spec.head import parse_head
+
     return SpecDoc(
         path=str(p), name=name, doc=str(raw.get("doc", "") or ""), params=params, variants=variants,
         default_variant=default_variant, inputs=inputs, blocks=blocks, graph=graph, outputs=raw.get("outputs"),
-        raw=raw, root=root, sources=sources,
+        raw=raw, root=root, sources=sources, head=parse_head(raw),
     )
 
 

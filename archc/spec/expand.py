@@ -496,7 +496,21 @@ def expand(doc: SpecDoc, params: Mapping[str, Any], variant: str | None = None) 
         raise SpecError("the spec nests too deeply", doc.raw.loc) from None
     g.input_locs = locs
     g.meta.update({"spec": doc.path, "variant": variant, "params": dict(params), "digest": doc.digest, "doc": doc.doc})
+    # the author's text of each input dimension: generated models derive in_chans-dependent sizes from it
+    g.meta["input_exprs"] = {k: tuple(_input_dims(v)) for k, v in doc.inputs.items()}
+    if doc.head is not None:
+        from archc.spec.head import resolve_head
+
+        declared = [next(iter(it)) for it in doc.graph if isinstance(it, YMap) and len(it) == 1]
+        g.meta["head"] = resolve_head(doc.head, g, params, g.meta["input_exprs"], declared)
     return g
+
+
+def _input_dims(shape: Any) -> list[Any]:
+    """The dimensions of an input as written (a list, or the 'shape' of a mapping; [] when it is an expression)."""
+    if isinstance(shape, YMap):
+        shape = shape.get("shape")
+    return list(shape) if isinstance(shape, list) else []
 
 
 def _input_type(shape: Any, params: Mapping[str, Any], loc: SourceLoc, name: str) -> TensorType:

@@ -35,6 +35,7 @@ from typing import Any
 import jinja2
 from archc.backends.pytorch.render import helper_closure, literal
 from archc.backends.pytorch.symbolic import SymInt, Untraceable, checking, has_sym, is_sym, names_in, plain, sym, tidy
+from archc.backends.pytorch.timm import TIMM_NAMES, ModelArgError, TimmParts, timm_parts, wrap_classifier
 
 from archc import __version__
 from archc.ir.graph import Graph, Node, Ref
@@ -55,7 +56,7 @@ _DIVISIBLE = inspect.getsource(divisible).replace("def divisible(", "def _divisi
 #: module-level names of generated files (imports, constants, the factory, the divisible helper) and
 #: Python's builtins: no identifier the generator allocates may take one of them
 _GLOBAL_NAMES = frozenset({"math", "torch", "nn", "F", "Tuple", "INPUT_SHAPE", "INPUT_SHAPES", "create_model",
-                           "_divisible", "self"}) | frozenset(dir(builtins)) | frozenset(HELPERS)
+                           "_divisible", "self"}) | frozenset(TIMM_NAMES) | frozenset(dir(builtins)) | frozenset(HELPERS)
 
 
 def _unique(base: str, taken: set[str] | frozenset[str], sep: str = "_") -> str:
@@ -145,6 +146,12 @@ class _Class:
     out_types: list[list[Any]] = field(default_factory=list)
     #: (input name, axis) → the block param its size is assumed equal to (the class's input interface)
     bindings: dict[tuple[str, int], str] = field(default_factory=dict)
+    #: an instance reads sizes that are model arguments (in_chans): its input sizes are never bound by value
+    free_inputs: bool = False
+    #: the node of this class that is the model's classifier (its forward then takes ``pre_logits``)
+    classifier: str | None = None
+    #: the classifier's constructor and the condition under which it is built (else nn.Identity)
+    classifier_ctor: tuple[str, str] | None = None
 
     def assign_arg_names(self, reserved: set[str] | frozenset[str]) -> None:
         taken = set(reserved) | set(self.param_decls)
@@ -172,6 +179,15 @@ class _Gen:
         self.helpers: set[str] = set()
         self.uses_divisible = False
         self.visited: set[int] = set()
+        #: id(block-instance node) → its node that is the model's classifier (a class of its own)
+        self.classifier_in: dict[int, str] = {}
+        #: ids of block-instance nodes whose input sizes follow a model argument (see _reached)
+        self.reached: set[int] = set()
+
+    def key_of(self, node: Node) -> Any:
+        """The class key of a block-instance node."""
+        sub = self.classifier_in.get(id(node))
+        return (node.block, self.sig(node.body)) + ((("classifier", sub),) if sub else ())
 
     # signatures ---------------------------------------------------------------------------------
     def sig(self, body: Graph) -> Any:
@@ -195,7 +211,7 @@ class _Gen:
 
     def collect(self, node: Node) -> _Class:
         """Register the class of a block-instance node (children first)."""
-        key = (node.block, self.sig(node.body))
+        key = self.key_of(node)
         self.visit_children(node.body)
         cls = self.classes.get(key)
         if cls is None:
@@ -204,9 +220,11 @@ class _Gen:
             self.names.add(name)
             info = self.param_types.get(node.block or "", {})
             decls = info.get("params") or {k: _type_name(v) for k, v in (node.params or {}).items()}
-            cls = _Class(key, name, node.block, info.get("doc", ""), param_decls=decls)
+            cls = _Class(key, name, node.block, info.get("doc", ""), param_decls=decls,
+                         classifier=self.classifier_in.get(id(node)))
             self.classes[key] = cls
             self.order.append(cls)
+        cls.free_inputs = cls.free_inputs or id(node) in self.reached
         if id(node) not in cls.index:
             cls.index[id(node)] = len(cls.instances)
             cls.instances.append(node)
@@ -248,6 +266,18 @@ class _Symbols:
         self.extra: dict[str, list[Any]] = {}  # explicit args → per-instance values
         self.extra_origin: dict[str, Any] = {}  # explicit arg → the input size it stands for, when it is one
         self.lengths: dict[str, None] = {}  # conditions on computed list lengths that derived elements rely on
+        # the model class: its arguments are a few spec params; every other param is a constant of the spec
+        self.top_args: frozenset[str] = frozenset()
+        self.consts: Mapping[str, Any] = {}
+
+    def reads_args(self, src: str) -> bool:
+        """True when the spec text ``src`` (``${...}``) reads one of the model class's arguments."""
+        m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S)
+        try:
+            names = compile_expr(m.group(1)).names if m is not None and "${" not in m.group(1) else set(re.findall(r"\w+", src))
+        except Exception:  # noqa: BLE001 - text the evaluator refuses: judge by the words in it
+            names = set(re.findall(r"\w+", src))
+        return bool(set(names) & self.top_args)
 
     def use(self, name: str) -> str:
         """Record that the constructor needs ``name`` (a block param or an extra); its Python name."""
@@ -309,7 +339,7 @@ class _Symbols:
         origins = {v.origin for v in values if isinstance(v, SymInt)}
         if len(origins) == 1 and all(isinstance(v, SymInt) and v.expr is None for v in values):
             origin = origins.pop()
-            if origin is not None and origin[0] == "in":
+            if origin is not None and origin[0] == "in" and not self.cls.free_inputs:
                 for p in self._params():
                     if all(_same(env.get(p), x) for env, x in zip(self.envs, pv)):
                         self.cls.bindings[origin[1:]] = p
@@ -324,6 +354,8 @@ class _Symbols:
             def visit_Name(self, node: ast.Name) -> ast.AST:
                 if node.id in extra:
                     return ast.Constant(extra[node.id])
+                if node.id in sym_.consts:
+                    return ast.parse(literal(sym_.consts[node.id]), mode="eval").body
                 if sym_.loop_n is not None and node.id == "i":
                     return node
                 if sym_.loop_n is not None and node.id == "n":
@@ -359,6 +391,8 @@ class _Symbols:
         The expression is re-evaluated in the instance's scope first: a value that no longer follows
         from it (a pass rewrote the attribute) becomes opaque rather than wrongly explained.
         """
+        if self.top_args and (src is None or not self.reads_args(src)):
+            return value  # the model class: a value no argument changes is the spec's constant
         m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S) if src is not None else None
         if m is None or "${" in m.group(1):
             return _opaque(value)
@@ -414,6 +448,7 @@ class _Emitted:
     forward: list[str]
     returns: str
     return_type: str
+    methods: list[str] = field(default_factory=list)
 
 
 class _Locals:
@@ -521,7 +556,8 @@ Types = dict[tuple[str, int], TensorType]
 
 
 class _ClassEmitter:
-    def __init__(self, gen: _Gen, cls: _Class, bodies: list[Graph], envs: list[Mapping[str, Any]]) -> None:
+    def __init__(self, gen: _Gen, cls: _Class, bodies: list[Graph], envs: list[Mapping[str, Any]],
+                 top_args: Mapping[str, Any] | None = None) -> None:
         self.gen = gen
         self.cls = cls
         self.bodies = bodies
@@ -532,16 +568,42 @@ class _ClassEmitter:
         self.locals = _Locals(bodies[0])
         # attributes are self.<node id> (modules) and self.<node>_<value> (per-instance values)
         self.attrs: set[str] = set(_MODULE_ATTRS) | set(bodies[0].nodes)
-        # a block class sees its params and input sizes symbolically; the model class has no arguments
-        self.symbolic = cls.block is not None
+        # a block class sees its params and input sizes symbolically; the model class sees only its
+        # arguments (num_classes, in_chans, ...) symbolically, every other spec param is a constant
+        self.top = bool(top_args)
+        self.symbolic = cls.block is not None or self.top
+        if self.top:
+            self.sym.top_args = frozenset(top_args or ())
+            self.sym.consts = {k: v for k, v in envs[0].items() if k not in self.sym.top_args}
         self.types: list[Types] = []
         for b in bodies:
             tmap: Types = {}
             for name, t in b.inputs.items():
-                tmap[(name, 0)] = _input_sym(t, name) if self.symbolic else t
+                tmap[(name, 0)] = (self.top_input(t, name) if self.top else _input_sym(t, name)) if self.symbolic else t
             self.types.append(tmap)
         self.out_types: list[list[TensorType]] = []
         self.loops: set[str] = set()  # repeats written as a loop over range(count)
+        #: node id → (first, end) of its forward lines; block-instance node id → its rendered arguments
+        self.spans: dict[str, tuple[int, int]] = {}
+        self.calls: dict[str, dict[str, str]] = {}
+
+    def top_input(self, t: TensorType, name: str) -> TensorType:
+        """A model input: a dimension the author wrote as an argument (``${in_chans}``) is that argument."""
+        written = (self.bodies[0].meta.get("input_exprs") or {}).get(name) or ()
+        dims = []
+        for j, d in enumerate(t.shape):
+            src = written[j] if j < len(written) else None
+            m = re.fullmatch(r"\s*\$\{\s*(\w+)\s*\}\s*", src) if isinstance(src, str) else None
+            dims.append(sym(d, m.group(1)) if m is not None and m.group(1) in self.sym.top_args and not isinstance(d, str) else d)
+        return t.with_shape(tuple(dims))
+
+    def settle(self, t: TensorType) -> TensorType:
+        """The model class: a size whose expression reads no argument is the spec's constant."""
+        if not self.top:
+            return t
+        args = self.sym.top_args
+        return t.with_shape(tuple(plain(d) if is_sym(d) and d.expr is not None and not names_in(d.expr) & args else d
+                                  for d in t.shape))
 
     def emit(self) -> None:
         b0 = self.bodies[0]
@@ -550,18 +612,29 @@ class _ClassEmitter:
             ins = [self.locals[r] for r in n.inputs]
             outs = [self.locals[Ref(n.id, k)] for k in range(len(n.types))]
             lhs = ", ".join(outs)
-            if n.is_block:
-                self.init.append(f"self.{n.id} = {self.child_call(nodes, n.id, self.types)}")
-                self.fwd.append(f"{lhs} = self.{n.id}({', '.join(ins)})")
-            elif n.is_repeat:
-                self.emit_repeat(nodes, ins, lhs)
-            else:
-                self.emit_op(nodes, ins, lhs)
+            first = len(self.fwd)
+            if n.id == self.cls.classifier:
+                # timm's heads: forward(x, pre_logits=True) stops at the classifier's input
+                self.fwd.append(f"if pre_logits:\n            return {ins[0]}")
+            self.emit_node(n, nodes, ins, lhs)
+            self.spans[n.id] = (first, len(self.fwd))
+            if n.id == self.cls.classifier:
+                self.cls.classifier_ctor = wrap_classifier(self.init, self.fwd[-1], n.id, ins[0], lhs,
+                                                           self.types[0][(n.id, 0)], set(self.cls.arg_names.values()))
         outs = [self.locals[r] for r in b0.outputs]
         self.returns = ", ".join(outs)
         if self.symbolic:
             self.init[:0] = self.guards()
         self.out_types = [[tm[(r.node, r.index)] for r in b.outputs] for tm, b in zip(self.types, self.bodies)]
+
+    def emit_node(self, n: Node, nodes: list[Node], ins: list[str], lhs: str) -> None:
+        if n.is_block:
+            self.init.append(f"self.{n.id} = {self.child_call(nodes, n.id, self.types)}")
+            self.fwd.append(f"{lhs} = self.{n.id}({', '.join(ins)})")
+        elif n.is_repeat:
+            self.emit_repeat(nodes, ins, lhs)
+        else:
+            self.emit_op(nodes, ins, lhs)
 
     def guards(self) -> list[str]:
         """A refusal for constructor arguments that would change the structure this class was built for.
@@ -657,7 +730,10 @@ class _ClassEmitter:
                     n.func = ast.Name(_FN_MAP[n.func.id])
                 return n
 
-        return sym(value, tidy(ast.unparse(S().visit(tree))))
+        expr = tidy(ast.unparse(S().visit(tree)))
+        if self.top and not names_in(expr) & self.sym.top_args:
+            return value  # the model class: a default over constants is a constant
+        return sym(value, expr)
 
     def op_values(self, node: Node, k: int, tmap: Types, extra: Mapping[str, Any]) -> tuple[Lowering, bool, list[TensorType]]:
         """(lowering, dependent, output types) of op node ``node`` in instance k.
@@ -670,6 +746,8 @@ class _ClassEmitter:
         if not self.symbolic:
             return _lowering(node), False, list(node.types)
         exprs = node.meta.get("exprs") or {}
+        if self.top:  # the model class: only what its arguments change is symbolic
+            exprs = {k: v for k, v in exprs.items() if self.sym.reads_args(v)}
         sattrs = {}
         for key, v in node.attrs.items():
             if key in exprs and (v is None or isinstance(v, (bool, str))) and _whole(exprs[key]):
@@ -708,7 +786,7 @@ class _ClassEmitter:
         got = [self.op_values(n, k, self.types[k], {}) for k, n in enumerate(nodes)]
         for k, (n, (_, _, outs)) in enumerate(zip(nodes, got)):
             for j, t in enumerate(outs):
-                self.types[k][(n.id, j)] = t
+                self.types[k][(n.id, j)] = self.settle(t)
         lows = [g[0] for g in got]
         dep = any(g[1] for g in got)
         if dep:  # one instance did not trace: every instance is written from its plain values
@@ -732,7 +810,7 @@ class _ClassEmitter:
     def child_call(self, nodes: list[Node], path: str, tmaps: list[Types], extra: Mapping[str, Any] | None = None) -> str:
         """``Child(arg=...)`` for the block-instance ``nodes``; records their output types in ``tmaps``."""
         extra = extra or {}
-        child = self.gen.classes[(nodes[0].block, self.gen.sig(nodes[0].body))]
+        child = self.gen.classes[self.gen.key_of(nodes[0])]
         parts = []
         rendered: dict[str, str] = {}
         for arg, _ in child.args:
@@ -748,8 +826,20 @@ class _ClassEmitter:
             else:
                 vals = [child.extra[arg][child.index[id(n)]] for n in nodes]
                 dep = self.symbolic  # computed inside the child from values that may depend on ours
+                if self.top:  # the model class: only when the call reads an argument
+                    dep = any(names_in(r) & self.sym.top_args for r in rendered.values()) or any(
+                        has_sym(tmaps[k][(r.node, r.index)].shape) for k, n in enumerate(nodes) for r in n.inputs)
             rendered[arg] = self.sym.render(vals, f"{path}_{arg}", dependent=dep)
             parts.append(f"{arg}={rendered[arg]}")
+        if self.top:
+            self.check_passed(nodes[0], child)
+            self.calls[path] = rendered
+            for (iname, axis), p in child.bindings.items():
+                pos = list(nodes[0].body.inputs).index(iname)
+                r = nodes[0].inputs[pos]
+                if is_sym(tmaps[0][(r.node, r.index)].shape[axis]):
+                    raise ModelArgError("in_chans", f"block '{nodes[0].block}' (node '{path}') takes the size of its input "
+                                        f"'{iname}' as its param '{p}'", nodes[0].loc)
         # the child assumed an input size equal to one of its params: when we pass our own param for it and
         # feed it our own input, that assumption becomes ours (our callers must honour it too)
         if self.symbolic:
@@ -768,10 +858,35 @@ class _ClassEmitter:
         for k, n in enumerate(nodes):
             outs = child.out_types[child.index[id(n)]]
             ins_k = [tmaps[k][(r.node, r.index)] for r in n.inputs]
+            # sizes of the child's inputs passed as arguments are input sizes, followed below
+            by_args = any(names_in(r) & self.sym.top_args for a, r in rendered.items()
+                          if child.extra_origin.get(a, ("",))[0] != "in")
+            reads = not self.top or by_args or any(has_sym(t.shape) for t in ins_k)
             for j, t in enumerate(outs):
-                tmaps[k][(n.id, j)] = n.types[j] if not self.symbolic else t.with_shape(
-                    tuple(_subst(d, rendered, ins_k, list(n.body.inputs)) for d in t.shape))
+                tmaps[k][(n.id, j)] = n.types[j] if not self.symbolic or not reads else self.settle(t.with_shape(
+                    tuple(_subst(d, rendered, ins_k, list(n.body.inputs)) for d in t.shape)))
+            if self.top and reads and not by_args:
+                # only input sizes are arguments here (in_chans): a size the child leaves opaque is a
+                # constant when inferring the body again with other such input sizes leaves it unchanged
+                fixed = _input_independent(n, ins_k)
+                for j in range(len(outs)):
+                    t = tmaps[k][(n.id, j)]
+                    tmaps[k][(n.id, j)] = t.with_shape(tuple(
+                        plain(d) if is_sym(d) and d.expr is None and fixed[j][a] else d for a, d in enumerate(t.shape)))
         return f"{child.name}({', '.join(parts)})"
+
+    def check_passed(self, node: Node, child: _Class) -> None:
+        """The model class: a block param that reads an argument must reach the block's constructor.
+
+        Otherwise the block class holds the spec's value as a literal and the argument would be
+        silently ignored for it.
+        """
+        for param, src in (node.meta.get("exprs") or {}).items():
+            taken = param in child.arg_names and child.arg_names[param] in {a for a, _ in child.args}
+            if self.sym.reads_args(src) and not taken and not _decides_alike(node, param):
+                arg = sorted(n for n in self.sym.top_args if n in re.findall(r"\w+", src))
+                raise ModelArgError(arg[0] if arg else "", f"block '{node.block}' (node '{node.id}') holds its param "
+                                    f"'{param}' = {src} as a constant", node.loc)
 
     def emit_repeat(self, nodes: list[Node], ins: list[str], lhs: str) -> None:
         nid = nodes[0].id
@@ -797,7 +912,7 @@ class _ClassEmitter:
                 continue
             got = [self.op_values(it, k, tmaps[k], ienvs) for k, it in enumerate(its)]
             for k, (it, (_, _, outs)) in enumerate(zip(its, got)):
-                tmaps[k][(it.id, 0)] = outs[0]
+                tmaps[k][(it.id, 0)] = self.settle(outs[0])
             dep = any(g[1] for g in got)
             lows = [_lowering(it) for it in its] if dep else [g[0] for g in got]
             if lows[0].module is None or lows[0].forward != "{m}({0})":
@@ -1004,6 +1119,81 @@ def _shift_i(py: str) -> str:
     return tidy(ast.unparse(S().visit(ast.parse(py, mode="eval").body)))
 
 
+def _decides_alike(node: Node, param: str) -> bool:
+    """True when block instance ``node`` would be built the same with other values of its param ``param``.
+
+    A param its class does not take as an argument reaches no size; it can only decide structure
+    (``when``, ``op``, counts). Each such decision of the body is evaluated again with other values.
+    """
+    env = _env(node)
+    value = env.get(param)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    for key, _nid, src, decided in (node.body.meta.get("decisions") or ()) if node.body is not None else ():
+        m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S) if isinstance(src, str) else None
+        if m is None:
+            return False
+        try:
+            expr = compile_expr(m.group(1))
+            if param not in expr.names:
+                continue
+            for other in (value + 1, value + 5, 1, 2 * value + 3, value - 1):
+                if expr.eval({**env, param: type(value)(other)}) != decided:
+                    return False
+        except Exception:  # noqa: BLE001 - a decision that does not evaluate here cannot be vouched for
+            return False
+    return True
+
+
+def _infer_body(body: Graph, ins: list[TensorType]) -> list[TensorType]:
+    """The output types of ``body`` for input types ``ins`` (the op rules on the bound attributes)."""
+    types: dict[tuple[str, int], TensorType] = {(name, 0): t for name, t in zip(body.inputs, ins)}
+    for n in body:
+        in_t = [types[(r.node, r.index)] for r in n.inputs]
+        outs = _infer_body(n.body, in_t) if n.body is not None else REGISTRY[n.op].infer(n.attrs, in_t)
+        for j, t in enumerate(outs):
+            types[(n.id, j)] = t
+    return [types[(r.node, r.index)] for r in body.outputs]
+
+
+def _reached(body: Graph, ins: list[TensorType], reached: set[int]) -> list[TensorType]:
+    """Record the block instances whose input sizes change when ``body`` reads ``ins``; its output types."""
+    types: dict[tuple[str, int], TensorType] = {(name, 0): t for name, t in zip(body.inputs, ins)}
+    for n in body:
+        in_t = [types.get((r.node, r.index)) or body.type_of(r) for r in n.inputs]
+        if in_t == [body.type_of(r) for r in n.inputs]:
+            continue
+        if n.is_block:
+            reached.add(id(n))
+        try:
+            outs = _reached(n.body, in_t, reached) if n.body is not None else REGISTRY[n.op].infer(n.attrs, in_t)
+        except Exception:  # noqa: BLE001 - sizes the op refuses: the spec refuses them too, nothing to follow
+            continue
+        for j, t in enumerate(outs):
+            types[(n.id, j)] = t
+    return [types.get((r.node, r.index)) or body.type_of(r) for r in body.outputs]
+
+
+def _input_independent(node: Node, ins: list[TensorType]) -> list[list[bool]]:
+    """Per output of block instance ``node`` and axis: does the size stay when the symbolic input sizes change?
+
+    Attributes are bound from params, never from input sizes, so inferring the body again with other
+    input sizes computes exactly what the block gives for them; a size that stays under several
+    changes (and any that fails to infer counts as changing) is taken as independent of them.
+    """
+    same = [[True] * len(t.shape) for t in node.types]
+    for delta in (1, 5, 64):
+        moved = [t.with_shape(tuple(plain(d) + delta if is_sym(d) else plain(d) for d in t.shape)) for t in ins]
+        try:
+            outs = _infer_body(node.body, moved)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - sizes the block refuses: they matter to it
+            return [[False] * len(t.shape) for t in node.types]
+        for j, (t, o) in enumerate(zip(node.types, outs)):
+            for a, (d0, d1) in enumerate(zip(t.shape, o.shape)):
+                same[j][a] = same[j][a] and d0 == d1
+    return same
+
+
 def _input_sym(t: TensorType, name: str) -> TensorType:
     """A block input's type whose sizes are opaque numbers that remember which input and axis they are."""
     return t.with_shape(tuple(d if isinstance(d, str) else SymInt(d, None, ("in", name, j)) for j, d in enumerate(t.shape)))
@@ -1080,9 +1270,47 @@ def generate(graph: Graph, spec_label: str, model_name: str | None = None, block
 
 def generate_classes(graph: Graph, spec_label: str, model_name: str | None = None,
                      block_info: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, list[_Class]]:
-    """:func:`generate`, plus the generated block classes (name, block, arguments, instances, input bindings)."""
+    """:func:`generate`, plus the generated block classes (name, block, arguments, instances, input bindings).
+
+    A graph with a ``head`` (see :mod:`archc.spec.head`) gives a model class that takes the spec
+    params ``num_classes``, ``in_chans`` and ``drop_path_rate`` (those the spec has) and timm's
+    methods; ``drop_path_rate`` is left out when some value it sets could not be derived.
+    """
+    head = graph.meta.get("head")
+    params = graph.meta.get("params") or {}
+    args: list[str] = []
+    if head is not None:
+        from archc.spec.head import MODEL_ARGS, check_head
+
+        check_head(graph, head)
+        args = [a for a in MODEL_ARGS if a in params]
+    while True:
+        try:
+            return _generate(graph, spec_label, model_name, block_info, args)
+        except ModelArgError as exc:
+            if exc.arg == "drop_path_rate" and exc.arg in args:
+                args.remove(exc.arg)  # stochastic depth is optional: a model without the argument is still right
+                continue
+            from archc.backends.pytorch.timm import refuse
+
+            raise refuse(exc, (graph.meta.get("head") or {}).get("loc")) from None
+
+
+def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info: Mapping[str, Mapping[str, Any]] | None,
+              args: list[str]) -> tuple[str, list[_Class]]:
+    head = graph.meta.get("head") if args else None
+    params = graph.meta.get("params") or {}
     gen = _Gen(graph, class_name(model_name or graph.name), block_info or {})
     name = gen.model_name
+    if head is not None:
+        for cname in head["classifier"]:
+            top, _, sub = cname.partition(".")
+            if sub:
+                gen.classifier_in[id(graph.nodes[top])] = sub
+        if "in_chans" in args:
+            # a block that reads the input's channels must take them as a size, not match them to a param
+            t = next(iter(graph.inputs.values()))
+            _reached(graph, [t.with_shape((t.shape[0], plain(t.shape[1]) + 1, *t.shape[2:]))], gen.reached)
     gen.visit_children(graph)
     for cls in gen.order:  # every class name is known now: constructor arguments must not shadow one
         cls.assign_arg_names(gen.names | {"i"})
@@ -1098,11 +1326,39 @@ def generate_classes(graph: Graph, spec_label: str, model_name: str | None = Non
         used = [p for p in cls.param_decls if p in em.sym.used]
         cls.args = [(cls.arg_names[p], _annotation(cls.param_decls[p])) for p in used] + [(e, "") for e in em.sym.extra]
         emitted.append(_emit_class(cls.name, _doc_text(cls.doc), cls.args, em, bodies[0]))
-    top = _ClassEmitter(gen, _Class(None, name, None, ""), [graph], [{}])
+    top_cls = _Class(None, name, None, "", param_decls={a: _type_name(params[a]) for a in args})
+    top_cls.arg_names = {a: a for a in args}
+    top = _ClassEmitter(gen, top_cls, [graph], [dict(params) if args else {}], top_args={a: params[a] for a in args})
     top.emit()
-    emitted.append(_emit_class(name, _doc_text(graph.meta.get("doc", "") or graph.name), [], top, graph))
+    if top.sym.extra:
+        slots = ", ".join(sorted(top.sym.extra))
+        raise ModelArgError("drop_path_rate" if "drop_path_rate" in args else args[0],
+                            f"the op rules do not state how {slots} follow from it")
+    sig = [f"{a}: {_annotation(_type_name(params[a]))} = {literal(params[a])}" for a in args]
+    main = _emit_class(name, _doc_text(graph.meta.get("doc", "") or graph.name), [], top, graph)
+    main.args = sig
+    cfg = ""
+    if head is not None:
+        from archc.backends.pytorch.timm import timm_parts
+
+        for attr in ("num_features", "default_cfg", *args):
+            if attr in top.attrs:
+                from archc.diagnostics import SpecError
+
+                raise SpecError(f"node '{attr}' has the name of an attribute of timm models", graph.nodes[attr].loc
+                                if attr in graph.nodes else None, hint=f"rename the node, e.g. '{attr}_'")
+        holders = {id(graph.nodes[c.partition('.')[0]]): gen.classes[gen.key_of(graph.nodes[c.partition('.')[0]])]
+                   for c in head["classifier"] if "." in c}
+        parts = timm_parts(top, graph, head, args, holders)
+        main.init = parts.init_prefix + top.init
+        main.forward, main.returns, main.methods, cfg = parts.forward, parts.returns, parts.methods, parts.cfg
+    emitted.append(main)
     helpers = [HELPERS[h] for h in helper_closure(gen.helpers)]
     first = next(iter(graph.inputs.values()))
+    # parameters follow the floating dtype of the (first) input; float32 is nn.Module's own default
+    param_dtype = first.dtype if first.dtype in ("float64", "float16", "bfloat16") else None
+    from archc.backends.pytorch.timm import create_model_source
+
     src = _template().render(
         title=_doc_text(graph.meta.get("title") or name),
         spec=_doc_text(spec_label),
@@ -1111,13 +1367,15 @@ def generate_classes(graph: Graph, spec_label: str, model_name: str | None = Non
         version=__version__,
         imports=sorted({imp for h in helpers for imp in h.imports}),
         needs_math="math." in "".join("\n".join(c.init) for c in emitted),
+        typing_names=["Any", *(["Dict"] if head is not None else []), *(["Optional"] if head is not None else []),
+                      "Tuple", "Union"],
         helpers=[h.source for h in helpers] + ([_DIVISIBLE.strip("\n") + "\n"] if gen.uses_divisible else []),
         classes=emitted,
         model=name,
         input_shape=literal(first.concrete(1)),
         input_shapes=[(k, literal(t.concrete(1))) for k, t in graph.inputs.items()] if len(graph.inputs) > 1 else [],
-        # parameters follow the floating dtype of the (first) input; float32 is nn.Module's own default
-        param_dtype=first.dtype if first.dtype in ("float64", "float16", "bfloat16") else None,
+        cfg=cfg,
+        create_model=create_model_source(name, args, param_dtype, head is not None),
     )
     ast.parse(src)
     return src, list(gen.order)
@@ -1126,6 +1384,8 @@ def generate_classes(graph: Graph, spec_label: str, model_name: str | None = Non
 def _emit_class(name: str, doc: str, args: list[tuple[str, str]], em: _ClassEmitter, body: Graph) -> _Emitted:
     sig = [f"{a}: {t}" if t else a for a, t in args]
     fargs = [f"{em.locals[Ref(k, 0)]}: torch.Tensor" for k in body.inputs]
+    if em.cls.classifier:
+        fargs.append("pre_logits: bool = False")
     nout = len(body.outputs)
     rtype = "torch.Tensor" if nout == 1 else "Tuple[" + ", ".join(["torch.Tensor"] * nout) + "]"
     return _Emitted(name, doc, sig, em.init, fargs, em.fwd, em.returns, rtype)
