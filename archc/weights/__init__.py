@@ -6,8 +6,14 @@ against the source model in float64; :func:`map_state_dict` is the bare alignmen
 See docs/weights.md.
 """
 
-from archc.weights.api import (MappedWeights, WeightMapError, load_source, map_checkpoint, mapped_checkpoint_file,
-                               save_weights)
+from archc.weights.api import (
+    MappedWeights,
+    WeightMapError,
+    load_source,
+    map_checkpoint,
+    mapped_checkpoint_file,
+    save_weights,
+)
 from archc.weights.check import TOLERANCE, compare_outputs, load_factory
 from archc.weights.mapping import WeightMap, map_state_dict
 

@@ -110,6 +110,29 @@ def _cosegments(S: Sequence[Item], T: Sequence[Item]) -> tuple[list[tuple[list[I
     return segs, i, j
 
 
+def _merge_leaf_runs(segs: list[tuple[list[Item], list[Item]]]) -> list[tuple[list[Item], list[Item]]]:
+    """Join a run of one-tensor segments when names contradict the in-order pairing (weight ↔ bias):
+    shapes alone split a block's same-shape tensors one by one, the tokens then decide inside the run."""
+    out: list[tuple[list[Item], list[Item]]] = []
+    run: list[tuple[list[Item], list[Item]]] = []
+
+    def flush() -> None:
+        if len(run) > 1 and any(not _consistent(a[0], b[0]) for a, b in run):  # type: ignore[arg-type]
+            out.append(([a[0] for a, _ in run], [b[0] for _, b in run]))
+        else:
+            out.extend(run)
+        run.clear()
+
+    for a, b in segs:
+        if len(a) == 1 and len(b) == 1 and isinstance(a[0], Leaf) and isinstance(b[0], Leaf):
+            run.append((a, b))
+        else:
+            flush()
+            out.append((a, b))
+    flush()
+    return out
+
+
 class _Matcher:
     def __init__(self, src_nodes: dict[tuple[str, ...], Node], tgt_nodes: dict[tuple[str, ...], Node]) -> None:
         self.src_nodes, self.tgt_nodes = src_nodes, tgt_nodes
@@ -126,8 +149,18 @@ class _Matcher:
     # -- the walk -------------------------------------------------------------------------------------
     def forest(self, S: list[Item], T: list[Item]) -> None:
         """Align two sibling lists whose multisets of shapes may differ."""
+        if S and T and all(isinstance(x, Leaf) for x in S) and all(isinstance(y, Leaf) for y in T):
+            # one module's own tensors: names can place a tensor where shapes alone cannot (a dropped running_mean)
+            if _sig(S) != _sig(T):
+                self.lcs(S, T)  # type: ignore[arg-type]
+            elif len(S) == 1 or all(x.canon == y.canon and _consistent(x, y) for x, y in zip(S, T)):  # type: ignore[union-attr]
+                for x, y in zip(S, T):
+                    self.segment([x], [y])
+            else:
+                self.segment(S, T)
+            return
         front, i, j = _cosegments(S, T)
-        for a, b in front:
+        for a, b in _merge_leaf_runs(front):
             self.segment(a, b)
         S, T = S[i:], T[j:]
         if not S and not T:
@@ -135,8 +168,8 @@ class _Matcher:
         back, bi, bj = _cosegments(S[::-1], T[::-1])
         mid_s, mid_t = S[: len(S) - bi], T[: len(T) - bj]
         self.middle(mid_s, mid_t)
-        for a, b in reversed(back):
-            self.segment(a[::-1], b[::-1])
+        for a, b in _merge_leaf_runs([(a[::-1], b[::-1]) for a, b in reversed(back)]):
+            self.segment(a, b)
 
     def middle(self, S: list[Item], T: list[Item]) -> None:
         """Where the two sides differ: narrow it down by descending, then align single tensors."""

@@ -126,11 +126,14 @@ def map_checkpoint(spec: str | Path, checkpoint: str | Mapping[str, torch.Tensor
     if not wm.complete and not allow_partial:
         counts = []
         if wm.unmatched_target:
-            counts.append(f"{len(wm.unmatched_target)} tensors of the model are not in it")
+            n = len(wm.unmatched_target)
+            counts.append(f"{n} tensor{'s' if n > 1 else ''} of the model {'are' if n > 1 else 'is'} not in it")
         if wm.unmatched_source:
-            counts.append(f"{len(wm.unmatched_source)} of its tensors have no place in the model")
+            n = len(wm.unmatched_source)
+            counts.append(f"{n} of its tensors {'have' if n > 1 else 'has'} no place in the model")
         if wm.ambiguous:
-            counts.append(f"{len(wm.ambiguous)} groups are ambiguous")
+            n = len(wm.ambiguous)
+            counts.append(f"{n} group{'s are' if n > 1 else ' is'} ambiguous")
         raise WeightMapError(f"{label}: does not map onto {Path(str(spec)).name}: {', '.join(counts)} "
                              f"({wm.headline()})", wm.problems(),
                              hint="check the spec's variant and params (-v, -p) match the checkpoint's model; "

@@ -198,3 +198,48 @@ def randomized(model: nn.Module, seed: int) -> nn.Module:
             else:
                 t.copy_(0.2 * torch.randn(t.shape, generator=gen))
     return model.eval()
+
+
+class ArchcRepVggBlock(nn.Module):
+    """The same block in specs/repvgg.yaml's layout: rbr_dense, rbr_1x1, then rbr_identity (last)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.rbr_dense = ConvBn(cin, cout, 3, stride)
+        self.rbr_1x1 = ConvBn(cin, cout, 1, stride)
+        self.rbr_identity = nn.BatchNorm2d(cout) if cin == cout and stride == 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.rbr_dense(x) + self.rbr_1x1(x)
+        if self.rbr_identity is not None:
+            y = y + self.rbr_identity(x)
+        return F.relu(y)
+
+
+class ArchcRepVgg(nn.Module):
+    """RepVGG with specs/repvgg.yaml's module names (stage0, stages.N.blocks.M, linear)."""
+
+    def __init__(self, depths: Sequence[int], widths: Sequence[int], stem_width: int, num_classes: int) -> None:
+        super().__init__()
+        self.stage0 = ArchcRepVggBlock(3, stem_width, 2)
+        self.stages = nn.ModuleList()
+        cin = stem_width
+        for depth, width in zip(depths, widths):
+            stage = nn.Module()
+            stage.blocks = nn.ModuleList([ArchcRepVggBlock(cin if i == 0 else width, width, 2 if i == 0 else 1)
+                                          for i in range(depth)])
+            self.stages.append(stage)
+            cin = width
+        self.linear = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage0(x)
+        for stage in self.stages:
+            for blk in stage.blocks:
+                x = blk(x)
+        return self.linear(x.mean((2, 3)))
+
+
+def torchvision_resnet18() -> TorchvisionResNet:
+    """ResNet-18 as torchvision builds it (1000 classes)."""
+    return TorchvisionResNet((2, 2, 2, 2))

@@ -1,0 +1,156 @@
+"""The structural mapper on state dicts alone: reordering inside blocks, reshapes, order across blocks,
+ambiguity, integer buffers, checkpoint wrappers. No spec is compiled here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from archc.diagnostics import CheckpointError
+from archc.weights import compare_outputs, load_source, map_state_dict
+from tests.weights.references import ArchcRepVgg, TimmRepVgg, randomized
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _sd(**shapes: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """A state dict in keyword order; '__' in a name stands for '.'."""
+    return {k.replace("__", "."): torch.randn(s) if s else torch.tensor(3) for k, s in shapes.items()}
+
+
+def test_conv1x1_maps_onto_linear_by_reshape() -> None:
+    src = _sd(head__0__weight=(10, 32, 1, 1), head__0__bias=(10,))
+    tgt = _sd(fc__weight=(10, 32), fc__bias=(10,))
+    wm = map_state_dict(src, tgt)
+    assert wm.complete
+    assert wm.mapping == {"fc.weight": "head.0.weight", "fc.bias": "head.0.bias"}
+    assert wm.reshaped == ["fc.weight"]
+    out = wm.apply(src, tgt)
+    assert out["fc.weight"].shape == (10, 32) and torch.equal(out["fc.weight"], src["head.0.weight"].reshape(10, 32))
+
+
+def test_layer_scale_first_in_block_pairs_with_gamma_last() -> None:
+    # timm: the block's own gamma first; here: the layer scale is the last module of the block
+    src = _sd(blocks__0__gamma=(8,), blocks__0__conv_dw__weight=(8, 1, 7, 7), blocks__0__conv_dw__bias=(8,),
+              blocks__0__norm__weight=(8,), blocks__0__norm__bias=(8,), blocks__0__fc__weight=(8, 8), blocks__0__fc__bias=(8,))
+    tgt = _sd(blocks__0__dw__weight=(8, 1, 7, 7), blocks__0__dw__bias=(8,), blocks__0__mlp__norm__weight=(8,),
+              blocks__0__mlp__norm__bias=(8,), blocks__0__mlp__fc__weight=(8, 8), blocks__0__mlp__fc__bias=(8,),
+              blocks__0__mlp__gamma__gamma=(8,))
+    wm = map_state_dict(src, tgt)
+    assert wm.complete, wm.problems()
+    assert wm.mapping["blocks.0.mlp.gamma.gamma"] == "blocks.0.gamma"
+    assert wm.mapping["blocks.0.mlp.norm.weight"] == "blocks.0.norm.weight"
+    assert wm.mapping["blocks.0.dw.bias"] == "blocks.0.conv_dw.bias"
+    assert wm.reordered == ["blocks.0.mlp.gamma.gamma"]
+
+
+def test_repvgg_identity_bn_first_maps_by_branch_signature() -> None:
+    """timm registers the identity BN first, the spec's block has it last: three BNs of one shape, told
+    apart by the branch they belong to (conv 3×3 + BN, conv 1×1 + BN, BN alone)."""
+    args = ([1, 2, 2], [8, 16, 16], 8, 5)
+    src = randomized(TimmRepVgg(*args), 3)
+    tgt = ArchcRepVgg(*args)
+    assert next(iter(src.state_dict())).endswith("identity.weight") is False  # stem has no identity branch
+    assert list(src.state_dict())[12].startswith("stages.0.0.conv_kxk")
+    wm = map_state_dict(src.state_dict(), tgt.state_dict())
+    assert wm.complete, wm.problems()
+    assert wm.mapping["stages.1.blocks.1.rbr_identity.running_var"] == "stages.1.1.identity.running_var"
+    assert wm.mapping["stages.1.blocks.1.rbr_dense.bn.weight"] == "stages.1.1.conv_kxk.bn.weight"
+    assert wm.reordered  # the identity BNs moved
+    err = compare_outputs(src, src.state_dict(), tgt, wm.apply(src.state_dict(), tgt.state_dict()), [(2, 3, 16, 16)])
+    assert err <= 1e-12
+
+
+def test_reordered_blocks_of_different_shapes_are_refused() -> None:
+    """Order across blocks is the structure: a checkpoint whose stage 2 comes before stage 1 does not map."""
+    src = _sd(stages__0__conv__weight=(8, 3, 3, 3), stages__0__conv__bias=(8,),
+              stages__2__conv__weight=(32, 16, 3, 3), stages__2__conv__bias=(32,),
+              stages__1__conv__weight=(16, 8, 3, 3), stages__1__conv__bias=(16,))
+    tgt = _sd(s__0__c__weight=(8, 3, 3, 3), s__0__c__bias=(8,), s__1__c__weight=(16, 8, 3, 3), s__1__c__bias=(16,),
+              s__2__c__weight=(32, 16, 3, 3), s__2__c__bias=(32,))
+    wm = map_state_dict(src, tgt)
+    assert not wm.complete
+    lost = {leaf.key for leaf, _ in wm.unmatched_target}
+    assert lost == {"s.1.c.weight", "s.1.c.bias", "s.2.c.weight", "s.2.c.bias"}
+    assert all("out of order" in why for _, why in wm.unmatched_target)
+    # in the right order the same tensors map
+    ok = {k: src[k] for k in ["stages.0.conv.weight", "stages.0.conv.bias", "stages.1.conv.weight", "stages.1.conv.bias",
+                              "stages.2.conv.weight", "stages.2.conv.bias"]}
+    assert map_state_dict(ok, tgt).complete
+
+
+def test_tokens_that_do_not_decide_are_ambiguous() -> None:
+    # inside one block: weight and bias swap places (tokens decide), two unnamed tensors remain: not guessed
+    src = _sd(b__0__conv__weight=(4, 4, 3, 3), b__0__weight=(4,), b__0__p=(4,), b__0__q=(4,), b__0__bias=(4,))
+    tgt = _sd(b__0__c__weight=(4, 4, 3, 3), b__0__bias=(4,), b__0__u=(4,), b__0__v=(4,), b__0__weight=(4,))
+    wm = map_state_dict(src, tgt)
+    assert not wm.complete
+    assert len(wm.ambiguous) == 1
+    xs, ys = wm.ambiguous[0]
+    assert {x.key for x in xs} == {"b.0.p", "b.0.q"} and {y.key for y in ys} == {"b.0.u", "b.0.v"}
+    assert wm.mapping["b.0.weight"] == "b.0.weight" and wm.mapping["b.0.bias"] == "b.0.bias"
+    assert any("ambiguous" in line for line in wm.problems())
+
+
+def test_dropped_tensor_is_named() -> None:
+    full = _sd(a__conv__weight=(8, 3, 3, 3), a__bn__weight=(8,), a__bn__bias=(8,), a__bn__running_mean=(8,),
+               a__bn__running_var=(8,), b__conv__weight=(8, 8, 3, 3), b__bn__weight=(8,), b__bn__bias=(8,),
+               b__bn__running_mean=(8,), b__bn__running_var=(8,), fc__weight=(4, 8), fc__bias=(4,))
+    src = {k.replace("a.", "x.").replace("b.", "y."): v for k, v in full.items() if k != "a.bn.running_mean"}
+    wm = map_state_dict(src, full)
+    assert [leaf.key for leaf, _ in wm.unmatched_target] == ["a.bn.running_mean"]
+    assert not wm.unmatched_source and not wm.ambiguous
+    assert wm.mapping["b.bn.running_var"] == "y.bn.running_var"
+
+
+def test_integer_buffers_follow_their_module() -> None:
+    tgt = _sd(bn__weight=(4,), bn__bias=(4,), bn__running_mean=(4,), bn__running_var=(4,), bn__num_batches_tracked=())
+    src = {k.replace("bn.", "norm."): v for k, v in tgt.items()}
+    src["norm.num_batches_tracked"] = torch.tensor(41)
+    src["attn.index"] = torch.arange(5)  # a derived index table: ignored
+    wm = map_state_dict(src, tgt)
+    assert wm.complete and wm.carried == {"bn.num_batches_tracked": "norm.num_batches_tracked"}
+    assert wm.ignored == ["attn.index"]
+    assert int(wm.apply(src, tgt)["bn.num_batches_tracked"]) == 41
+    del src["norm.num_batches_tracked"]
+    wm = map_state_dict(src, tgt)
+    assert wm.complete and wm.filled == ["bn.num_batches_tracked"]
+    assert int(wm.apply(src, tgt)["bn.num_batches_tracked"]) == int(tgt["bn.num_batches_tracked"])
+
+
+def test_flat_and_nested_module_trees_meet() -> None:
+    """torchvision keeps conv1/bn1 at the top; a spec groups them in a stem: one module against several."""
+    src = _sd(conv1__weight=(8, 3, 7, 7), bn1__weight=(8,), bn1__bias=(8,), fc__weight=(4, 8), fc__bias=(4,))
+    tgt = _sd(stem__conv__weight=(8, 3, 7, 7), stem__bn__weight=(8,), stem__bn__bias=(8,), head__fc__weight=(4, 8),
+              head__fc__bias=(4,))
+    wm = map_state_dict(src, tgt)
+    assert wm.complete and not wm.reordered
+    assert wm.mapping == {"stem.conv.weight": "conv1.weight", "stem.bn.weight": "bn1.weight", "stem.bn.bias": "bn1.bias",
+                          "head.fc.weight": "fc.weight", "head.fc.bias": "fc.bias"}
+
+
+@pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "nested"])
+def test_checkpoint_wrappers(wrap: str, tmp_path: Path) -> None:
+    sd = _sd(fc__weight=(2, 3), fc__bias=(2,))
+    obj = {"plain": sd, "state_dict": {"state_dict": sd, "epoch": 3}, "model": {"model": sd, "optimizer": {"lr": 0.1}},
+           "nested": {"model": {"state_dict": sd}, "args": "x"}}[wrap]
+    path = tmp_path / "c.pth"
+    torch.save(obj, path)
+    got = load_source(str(path))
+    assert list(got) == ["fc.weight", "fc.bias"] and torch.equal(got["fc.bias"], sd["fc.bias"])
+
+
+def test_checkpoint_that_is_not_a_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "c.pth"
+    torch.save({"epoch": 3, "lr": 0.1}, path)
+    with pytest.raises(CheckpointError, match="entry 'epoch' is a int, not a tensor"):
+        load_source(str(path))
