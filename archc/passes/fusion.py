@@ -39,7 +39,7 @@ import torch
 from archc.ir.graph import Graph, Node, Ref
 from archc.passes.base import Match, Rewrite, Rule, RulePass, StateDict, register_pass
 
-__all__ = ["FormRegions", "Flow", "RUNTIME_SOURCE", "autotune", "reset_packed", "tuning_source", "tuning_json", "FusionReport", "fuse_source", "runtime_module", "pack_convs",
+__all__ = ["FormRegions", "Flow", "RUNTIME_SOURCE", "autotune", "reset_packed", "FusionReport", "fuse_source", "runtime_module", "pack_convs",
            "set_onednn", "check_fused", "is_region", "MAX_REGION_OPS", "FUSED_TOLERANCE"]
 
 #: a region is not grown beyond this many op nodes by inlining
@@ -295,9 +295,11 @@ def pack_convs(model: torch.nn.Module) -> int:
                 new = rt.FusedLinear(child.in_features, child.out_features, bias=child.bias is not None)
             else:
                 continue
+            new.to(device=child.weight.device, dtype=child.weight.dtype)
+            if child.weight.dim() == 4 and child.weight.is_contiguous(memory_format=torch.channels_last):
+                new.to(memory_format=torch.channels_last)  # keep the layout (and dtype) the model was given
             new.load_state_dict(child.state_dict())
             new.train(child.training)
-            new.to(child.weight.device)
             setattr(parent, name, new)
             count += 1
     return count
@@ -376,43 +378,6 @@ def autotune(model: torch.nn.Module, inputs: list[torch.Tensor], repeats: int = 
                 plain.append(name)
     reset_packed(model)
     return plain
-
-
-def tuning_source(model_class: str) -> str:
-    """Source appended to a fused module: ``create_model()`` applies the tuning file beside the module, if any.
-
-    Which convs run faster as plain PyTorch ops is a property of the machine, not of the spec, so it is
-    not written into the source (the ``.py`` stays byte-identical across runs and machines): compile
-    writes it to ``<module>.tuning.json`` (see :func:`tuning_json`), and a module without one runs
-    every conv on oneDNN.
-    """
-    return f'''
-
-# -- archc autotune: the convs measured faster as plain PyTorch ops are listed in <module>.tuning.json ----
-
-_create_untuned = create_model
-
-
-def create_model() -> {model_class}:
-    """A freshly initialized {model_class}; convs listed in the tuning file beside this module skip oneDNN."""
-    import json
-    import os
-
-    model = _create_untuned()
-    path = os.path.splitext(globals().get("__file__") or "")[0] + ".tuning.json"
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            for name in json.load(f)["plain_convs"]:
-                model.get_submodule(name).onednn = False
-    return model
-'''
-
-
-def tuning_json(plain: list[str]) -> bytes:
-    """The tuning file of one machine: the convs that autotuning switched to plain PyTorch ops (sorted)."""
-    import json
-
-    return (json.dumps({"plain_convs": sorted(plain)}, indent=1) + "\n").encode()
 
 
 # -- the source-level lowering of regions ---------------------------------------------------------
@@ -720,12 +685,18 @@ def fuse_source(source: str, channels_last: bool = True) -> tuple[str, FusionRep
             report.details[node.name] = f.fused
         if f.region:
             report.regions += 1
-        if channels_last and node.name == model_cls and f.fwd is not None:
+        if channels_last and node.name == model_cls and f.fwd is not None and f.init is not None:
             args = [a.arg for a in f.fwd.args.args[1:]]
             first = f.fwd.body[0]
+            # a switch, not a fixed layout: the measured choice (archc.fusion_choice) may keep NCHW
+            sup = f.init.body[0]
+            end = sup.end_lineno or sup.lineno
+            edits[sup.lineno] = lines[sup.lineno - 1:end] + ["        self.channels_last = True"]
+            spans[sup.lineno] = end
             pre = []
             for a in args:
-                pre += [f"        if {a}.dim() == 4:", f"            {a} = {a}.contiguous(memory_format=torch.channels_last)"]
+                pre += [f"        if self.channels_last and {a}.dim() == 4:",
+                        f"            {a} = {a}.contiguous(memory_format=torch.channels_last)"]
             if first.lineno in edits:
                 cur = edits[first.lineno]
                 edits[first.lineno] = pre + (cur or [])

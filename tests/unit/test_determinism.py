@@ -12,16 +12,16 @@ from archc.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_fused_source_is_identical_and_tuning_is_a_separate_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fused_source_is_identical_and_the_fusion_record_is_a_separate_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     spec = str(ROOT / "tests/fixtures/mini.yaml")
     for name in ("a.py", "b.py"):
         assert main(["compile", spec, "--pipeline", "fused", "-o", name]) == 0
     a, b = (tmp_path / "a.py").read_bytes(), (tmp_path / "b.py").read_bytes()
     assert a == b
-    assert b"PLAIN_CONVS" not in a and b".tuning.json" in a
-    tuning = json.loads((tmp_path / "a.tuning.json").read_text())
-    assert isinstance(tuning["plain_convs"], list) and tuning["plain_convs"] == sorted(tuning["plain_convs"])
+    assert b"PLAIN_CONVS" not in a and b".fusion.json" in a
+    record = json.loads((tmp_path / "a.fusion.json").read_text())
+    assert isinstance(record["unfused"], list) and record["unfused"] == sorted(record["unfused"])
 
 
 def test_deploy_docstrings_do_not_describe_the_training_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
