@@ -168,7 +168,7 @@ def quantize_prepared(prep, target: str, out: Path, quant: QuantOptions, spec: s
         data, report, notes = build_torch_int8(prep, calib, quant, threshold, _resolve, out)
     report.layers = _merge(report.layers, report.extra.pop("_first_layers", report.layers), set(report.float_layers))
     for s in report.layers:
-        if not s.float_kept and s.own_sqnr is not None and s.own_sqnr < threshold:
+        if s.own_sqnr is not None and s.own_sqnr < threshold:
             s.reason = s.explain()
     files = {out: data[0], **{out.with_suffix(suffix): blob for suffix, blob in data[1:]}}
     files[report_path(out)] = report.to_json().encode()

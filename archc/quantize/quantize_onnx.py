@@ -50,6 +50,33 @@ def _session(data: bytes, optimize: bool = True, threads: int | None = 1):  # no
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
+def inline_shared_weights(float_model: bytes) -> bytes:
+    """Give every ``Identity`` of an initializer its own copy of the initializer.
+
+    The exporter stores equal parameters once and reaches the others through ``Identity`` nodes (the
+    zero biases of BN-folded convs, for instance); the quantizer would take such a bias for an
+    activation, quantize it to uint8, and onnxruntime could no longer fuse the conv into ``QLinearConv``.
+    """
+    model = onnx.load_from_string(float_model)
+    inits = {i.name: i for i in model.graph.initializer}
+    keep = []
+    copied = False
+    for n in model.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits:
+            t = onnx.TensorProto()
+            t.CopyFrom(inits[n.input[0]])
+            t.name = n.output[0]
+            model.graph.initializer.append(t)
+            copied = True
+        else:
+            keep.append(n)
+    if not copied:
+        return float_model
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return model.SerializeToString()
+
+
 def _float_tensors(model: onnx.ModelProto) -> list[str]:
     """Names of the activations a quantizer may quantize: graph inputs and node outputs (not weights or constants)."""
     inits = {i.name for i in model.graph.initializer}
@@ -133,6 +160,54 @@ def quantize_qdq(float_model: bytes, calib: CalibrationData, ranges: dict[str, t
             logging.disable(level)
         with open(dst, "rb") as f:
             return f.read()
+
+
+def keep_float_inputs(qdq_model: bytes, float_model: bytes, kept: Sequence[str]) -> bytes:
+    """Make the nodes ``kept`` really run in float in onnxruntime.
+
+    The quantizer leaves an excluded node's weights float, but its activation input still comes
+    from a per-tensor DequantizeLinear, and onnxruntime's ``WeightBiasQuantization`` then quantizes
+    such a Conv/Gemm's weights itself (int8, per tensor: worse than archc's per-channel ones) and
+    fuses the node into an int8 kernel (likewise an Add between Q/DQ pairs becomes ``QLinearAdd``).
+    Each kept node reads its inputs through its own DequantizeLinear with the same scale repeated per
+    channel (axis 1): the same values, but not a pattern those rewrites take.
+    """
+    if not kept:
+        return qdq_model
+    from onnx import numpy_helper
+
+    qm = onnx.load_from_string(qdq_model)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
+              for v in [*onnx.shape_inference.infer_shapes(onnx.load_from_string(float_model)).graph.value_info,
+                        *onnx.load_from_string(float_model).graph.input]}
+    producer = {o: n for n in qm.graph.node for o in n.output}
+    inits = {i.name: i for i in qm.graph.initializer}
+    new_nodes = []
+    for n in qm.graph.node:
+        if n.name in kept:
+            for idx, i in enumerate(list(n.input)):
+                dq = producer.get(i)
+                if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] in inits:
+                    continue
+                q = producer.get(dq.input[0])
+                shape = shapes.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+                if not shape or len(shape) < 2 or shape[1] < 2 or dq.input[1] not in inits:
+                    continue
+                channels = shape[1]
+                scale = numpy_helper.to_array(inits[dq.input[1]]).reshape(-1)
+                zp = numpy_helper.to_array(inits[dq.input[2]]).reshape(-1) if len(dq.input) > 2 else np.zeros(1, np.uint8)
+                if scale.size != 1:
+                    continue
+                base = f"{n.name}_in{idx}_float"
+                qm.graph.initializer.extend([numpy_helper.from_array(np.repeat(scale, channels), base + "_scale"),
+                                             numpy_helper.from_array(np.repeat(zp, channels), base + "_zero_point")])
+                new_nodes.append(helper.make_node("DequantizeLinear", [dq.input[0], base + "_scale", base + "_zero_point"],
+                                                  [base + "_DequantizeLinear_Output"], name=base + "_DequantizeLinear", axis=1))
+                n.input[idx] = base + "_DequantizeLinear_Output"
+        new_nodes.append(n)
+    del qm.graph.node[:]
+    qm.graph.node.extend(new_nodes)
+    return qm.SerializeToString()
 
 
 @dataclass
@@ -387,6 +462,7 @@ def build_onnx_int8(prep, calib: CalibrationData, quant, threshold: float, resol
     if not have_onnxruntime():
         raise QuantizeError("--quantize with --target onnx needs onnxruntime", hint="pip install 'archc[quant]'")
     float_model, notes = build_onnx(prep.factory(True), prep.inputs, prep.input_names)
+    float_model = inline_shared_weights(float_model)
     ranges, collectors = collect_ranges(float_model, calib, quant.method)
     known = node_names(float_model)
     kept = resolve(quant.keep_float, known)
@@ -396,7 +472,7 @@ def build_onnx_int8(prep, calib: CalibrationData, quant, threshold: float, resol
         kept += [s.node for s in first if s.own_sqnr is not None and s.own_sqnr < quant.min_sqnr and s.node not in kept]
     final, model_sqnr = first, all_int8
     if kept:
-        qdq = quantize_qdq(float_model, calib, ranges, exclude=kept)
+        qdq = keep_float_inputs(quantize_qdq(float_model, calib, ranges, exclude=kept), float_model, kept)
         final, model_sqnr = analyze_onnx(float_model, qdq, calib, collectors, ranges)
     check_quantized(qdq)
     macs = float_macs_of(float_model)

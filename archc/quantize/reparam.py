@@ -32,9 +32,9 @@ def merged_anything(prep: Any) -> int:
 
 def _quantize_form(make, prep: Any, calib: CalibrationData, method: str) -> dict[str, Any]:  # noqa: ANN001
     from archc.backends.onnx import build_onnx
-    from archc.quantize.quantize_onnx import analyze_onnx, collect_ranges, quantize_qdq
+    from archc.quantize.quantize_onnx import analyze_onnx, collect_ranges, inline_shared_weights, quantize_qdq
 
-    float_model, _ = build_onnx(make, prep.inputs, prep.input_names)
+    float_model = inline_shared_weights(build_onnx(make, prep.inputs, prep.input_names)[0])
     ranges, collectors = collect_ranges(float_model, calib, method)
     stats, model_sqnr = analyze_onnx(float_model, quantize_qdq(float_model, calib, ranges), calib, collectors, ranges)
     own = [s.own_sqnr for s in stats if s.weight_sqnr is not None and s.own_sqnr is not None and math.isfinite(s.own_sqnr)]

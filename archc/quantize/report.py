@@ -193,7 +193,8 @@ class QuantReport:
         name_w = max([len("layer"), *(len(s.name) for s in rows)])
         lines = [f"  {'layer':{name_w}s}  {'op':10s} {'MACs':>10s} {'SQNR dB':>8s} {'own dB':>7s}  note"]
         for s in rows:
-            note = "kept float" if s.float_kept else (s.reason if s.own_sqnr is not None and s.own_sqnr < self.threshold else "")
+            below = s.own_sqnr is not None and s.own_sqnr < self.threshold
+            note = ("kept float" + (f": {s.reason}" if s.reason else "")) if s.float_kept else (s.reason if below else "")
             lines.append(f"  {s.name:{name_w}s}  {s.op:10s} {s.macs:>10,d} {_fmt_db(s.sqnr):>8s} {_fmt_db(s.own_sqnr):>7s}  {note}")
         if limit is not None and len(self.layers) > limit:
             lines.append(f"  ... {len(self.layers) - limit} more layer(s) in the JSON report")
