@@ -17,6 +17,9 @@ index and mask the same way).
   Windows are numbered row-major, tokens row-major within a window (Swin's window partition).
 * ``sincos_pos_embed`` (grid (H, W), dim D, temperature T) → (1, H·W, D): MAE's fixed 2-D embedding
   ``[sin(x·ω), cos(x·ω), sin(y·ω), cos(y·ω)]``, ω_k = T^(−k/(D/4)), k < D/4, positions row-major.
+* ``relative_coords`` (grid (H, W)) → (1, N, N, 3), N = H·W, positions row-major: entry (0, a, b) is
+  ``(x_b − x_a, y_b − y_a, (x_b − x_a)² + (y_b − y_a)²)`` — ConViT's ``rel_indices``, the input of its
+  positional attention (a linear layer of 3 → heads over the last axis).
 * ``constant`` (value: a number or a nested list, dtype) → that tensor, shape from the nesting.
 
 No MACs (built once, not per sample).
@@ -30,7 +33,7 @@ from typing import Any
 from archc.ir.types import TensorType
 from archc.ops.base import Attr, Call, Lowering, Op, OpCheckError, dim_int, helper, register
 
-__all__ = ["RelativePositionIndex", "ShiftedWindowMask", "SinCosPosEmbed", "Constant"]
+__all__ = ["RelativePositionIndex", "ShiftedWindowMask", "SinCosPosEmbed", "RelativeCoords", "Constant"]
 
 #: the most elements a literal 'constant' may hold (larger tables belong in a generator op or a checkpoint)
 MAX_LITERAL = 65_536
@@ -129,6 +132,23 @@ class SinCosPosEmbed(_Generated):
         return ("height", "width", "dim", "temperature")
 
 
+class RelativeCoords(_Generated):
+    name = "relative_coords"
+    doc = "ConViT's relative coordinates (1, N, N, 3) of an (H, W) token grid: (dx, dy, dx² + dy²) from token a to b"
+    fn = "relative_coords"
+    attrs = (Attr("grid", "pair", doc="token grid (H, W)", min=1),)
+
+    def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
+        h, w = a["grid"]
+        return [TensorType((1, h * w, h * w, 3))]
+
+    def args(self, a: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(a["grid"])
+
+    def arg_names(self) -> tuple[str, ...]:
+        return ("height", "width")
+
+
 def _nested_shape(v: Any, where: str) -> tuple[int, ...]:
     """Shape of a rectangular nested list of numbers (raise OpCheckError)."""
     if isinstance(v, (list, tuple)):
@@ -186,7 +206,7 @@ def _plain(v: Any) -> Any:
     return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else (dim_int(v) if isinstance(v, int) and not isinstance(v, bool) else v)
 
 
-for _cls in (RelativePositionIndex, ShiftedWindowMask, SinCosPosEmbed, Constant):
+for _cls in (RelativePositionIndex, ShiftedWindowMask, SinCosPosEmbed, RelativeCoords, Constant):
     register(_cls)
 
 helper(
@@ -247,6 +267,19 @@ def sincos_pos_embed(height: int, width: int, dim: int, temperature: float) -> t
     xs = torch.arange(width, dtype=torch.float64).repeat(height)
     ox, oy = xs[:, None] * omega[None, :], ys[:, None] * omega[None, :]
     return torch.cat([ox.sin(), ox.cos(), oy.sin(), oy.cos()], dim=1).float().unsqueeze(0)
+''',
+)
+
+helper(
+    "relative_coords",
+    '''
+def relative_coords(height: int, width: int) -> torch.Tensor:
+    """(1, N, N, 3): (dx, dy, dx^2 + dy^2) from token a to token b of a (height, width) grid, N = height * width."""
+    ys = torch.arange(height).repeat_interleave(width)
+    xs = torch.arange(width).repeat(height)
+    dx = (xs[None, :] - xs[:, None]).float()
+    dy = (ys[None, :] - ys[:, None]).float()
+    return torch.stack([dx, dy, dx * dx + dy * dy], dim=-1).unsqueeze(0)
 ''',
 )
 

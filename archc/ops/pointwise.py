@@ -1,4 +1,4 @@
-"""Elementwise math beyond the binary arithmetic: abs, clamp, n-ary sum, comparisons and where.
+"""Elementwise math beyond the binary arithmetic: abs, clamp, sum, comparisons, where; and expand.
 
 Broadcasting follows NumPy (``archc.ops.elementwise.broadcast``). Comparisons return a ``bool``
 tensor (``eq ne lt le gt ge``), against a second input or against the constant ``value``;
@@ -14,8 +14,9 @@ from typing import Any
 from archc.ir.types import TensorType
 from archc.ops.base import Attr, Lowering, Op, OpCheckError, register
 from archc.ops.elementwise import broadcast
+from archc.ops.shape import axis
 
-__all__ = ["Abs", "Clamp", "Sum", "Compare", "Where"]
+__all__ = ["Abs", "Clamp", "Sum", "Expand", "Compare", "Where"]
 
 
 class Abs(Op):
@@ -56,13 +57,29 @@ class Clamp(Op):
 
 
 class Sum(Op):
-    """y = x₀ + x₁ + … (two or more inputs, broadcast)."""
+    """Two or more inputs: y = x₀ + x₁ + … (broadcast). One input: the sum over ``dims`` (like ``mean``)."""
 
     name = "sum"
-    doc = "Elementwise sum of two or more inputs (broadcast), e.g. the branches of a multi-path block"
-    arity = (2, None)
+    doc = ("Elementwise sum of two or more inputs (broadcast), e.g. the branches of a multi-path block; with one "
+           "input, the sum over the non-batch axes 'dims' (keepdim default true)")
+    arity = (1, None)
+    attrs = (Attr("dims", "ints", None, "axes to reduce, for one input (not 0)"), Attr("keepdim", "bool", True))
 
     def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
+        if len(ins) == 1:
+            if not a["dims"]:
+                raise OpCheckError("'sum' of one input reduces it over 'dims', and none are given", "dims",
+                                   hint="e.g. 'dims: [-1]', or give two or more inputs to add")
+            x = ins[0]
+            dims = {axis(self.name, "dims", d, x.rank) for d in a["dims"]}
+            if len(dims) != len(a["dims"]):
+                raise OpCheckError(f"'sum' dims {list(a['dims'])} name an axis twice (rank {x.rank})", "dims")
+            if a["keepdim"]:
+                return [x.with_shape(tuple(1 if i in dims else d for i, d in enumerate(x.shape)))]
+            return [x.with_shape(tuple(d for i, d in enumerate(x.shape) if i not in dims))]
+        if a["dims"] is not None:
+            raise OpCheckError(f"'sum' of {len(ins)} inputs adds them elementwise and takes no 'dims'", "dims",
+                               hint="drop 'dims', or sum the result in a node of its own")
         shape = ins[0].shape
         for i, t in enumerate(ins[1:], 1):
             if t.dtype != ins[0].dtype:
@@ -71,7 +88,30 @@ class Sum(Op):
         return [ins[0].with_shape(shape)]
 
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
+        if len(ins) == 1:
+            return Lowering(None, "{0}.sum({dims}, keepdim={keepdim})", {"dims": list(a["dims"]), "keepdim": a["keepdim"]})
         return Lowering(None, " + ".join(f"{{{i}}}" for i in range(len(ins))))
+
+
+class Expand(Op):
+    """y = x broadcast to the batch of a reference: x has axis 0 of size 1 (a class token), the output the reference's batch."""
+
+    name = "expand"
+    doc = "Broadcast a size-1 axis 0 (e.g. a class-token param (1, 1, C)) to the batch of the second input; a view, no copy"
+    arity = (2, 2)
+
+    def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
+        x, ref = ins
+        if x.rank < 1 or x.shape[0] != 1:
+            raise OpCheckError(f"'expand' broadcasts an axis 0 of size 1 to the batch, got {x}",
+                               hint="declare the tensor with a leading 1, e.g. param shape [1, 1, C]")
+        if ref.rank < 1:
+            raise OpCheckError(f"'expand' takes the batch from its second input, got {ref}")
+        return [x.with_shape((ref.shape[0], *x.shape[1:]))]
+
+    def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
+        keep = ", ".join(["-1"] * (ins[0].rank - 1))
+        return Lowering(None, f"{{0}}.expand([{{1}}.shape[0]{', ' + keep if keep else ''}])")
 
 
 class Compare(Op):
@@ -134,4 +174,5 @@ class Where(Op):
 register(Abs)
 register(Clamp)
 register(Sum)
+register(Expand)
 register(Where)

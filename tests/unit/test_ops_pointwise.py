@@ -74,3 +74,28 @@ def test_a_comparison_masks_attention() -> None:
     sdpa = get_op("sdpa")
     q = TensorType((2, 3, 5, 8))
     assert sdpa.infer(sdpa.bind({}), [q, q, q, mask])[0] == q
+
+
+def test_sum_of_one_input_reduces_over_dims() -> None:
+    x = torch.randn(2, 3, 4, 5)
+    for attrs, ref in [({"dims": [-1]}, x.sum(-1, keepdim=True)), ({"dims": [1, 3], "keepdim": False}, x.sum((1, 3)))]:
+        r = check("sum", attrs, (2, 3, 4, 5))
+        torch.testing.assert_close(r.module(x), ref)
+    with pytest.raises(OpCheckError, match="none are given"):
+        infer("sum", {}, (2, 3))
+    with pytest.raises(OpCheckError, match="batch axis 0"):
+        infer("sum", {"dims": [0]}, (2, 3))
+    with pytest.raises(OpCheckError, match="takes no 'dims'"):
+        infer("sum", {"dims": [1]}, (2, 3), (2, 3))
+
+
+def test_expand_to_the_batch_of_a_reference() -> None:
+    op = get_op("expand")
+    (t,) = op.infer(op.bind({}), [TensorType((1, 1, 8)), TensorType(("B", 196, 8))])
+    assert t.shape == ("B", 1, 8)
+    mod = build_single("expand", {}, [TensorType((1, 1, 8)), TensorType((3, 5, 8))])[0]
+    tok, x = torch.randn(1, 1, 8), torch.randn(4, 5, 8)  # another batch at run time
+    assert torch.equal(mod(tok, x), tok.expand(4, -1, -1))
+    assert torch.equal(torch.jit.script(mod)(tok, x), tok.expand(4, -1, -1))
+    with pytest.raises(OpCheckError, match="axis 0 of size 1"):
+        op.infer(op.bind({}), [TensorType((2, 1, 8)), TensorType(("B", 196, 8))])

@@ -278,3 +278,15 @@ def test_window_spec_errors_point_at_the_yaml(tmp_path: Path) -> None:
     spec.write_text(WINDOW_SPEC.replace('shift: "${shift}", when', 'shift: 5, when'), encoding="utf-8")
     with pytest.raises(ArchcError, match=r"bad.yaml:\d+:\d+.*shift 5 must be smaller than the window"):
         compile_spec(spec, CompileOptions())
+
+
+def test_relative_coords_are_convits() -> None:
+    """ConViT's get_rel_indices for a square grid: ind = j − i tiled (x) and interleaved (y), then the squared distance."""
+    n = 5
+    ind = torch.arange(n).view(1, -1) - torch.arange(n).view(-1, 1)
+    indx = ind.repeat(n, n)
+    indy = ind.repeat_interleave(n, dim=0).repeat_interleave(n, dim=1)
+    ref = torch.stack([indx, indy, indx ** 2 + indy ** 2], dim=-1).float().unsqueeze(0)
+    got = _built("relative_coords", {"grid": n}, [])()
+    assert got.shape == (1, n * n, n * n, 3) and torch.equal(got, ref)
+    assert infer("relative_coords", {"grid": [2, 3]})[0] == TensorType((1, 6, 6, 3))
