@@ -150,5 +150,6 @@ def check_input_path(path: str | None, what: str = "file", flag: str | None = No
     hint = f"did you mean '{guess}'?" if guess else "check the path"
     if keywords and guess not in keywords:
         hint += " (or give " + ", ".join(f"'{k}'" for k in keywords) + ")"
-    where = f"{flag}: " if flag else ""
-    raise ArchcError(f"{where}{what} not found", SourceLoc(str(path), 0, 0), hint=hint)
+    # the loader's own words for a missing spec or space; an option names itself
+    message = f"{flag}: {what} does not exist" if flag else "file not found"
+    raise ArchcError(message, SourceLoc(str(path), 0, 0), hint=hint)

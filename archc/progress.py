@@ -154,6 +154,8 @@ class Progress:
     def _write(self, line: str, final: bool = False) -> None:
         try:
             if self.tty:
+                if not final:
+                    line = self._fit(line)
                 self.stream.write(_CLEAR + line + ("\n" if final else ""))
                 self._drawn = not final
             else:
@@ -162,6 +164,16 @@ class Progress:
             self.stream.flush()
         except (OSError, ValueError):  # stderr closed or gone: progress is never worth a failure
             self.enabled = False
+
+    def _fit(self, line: str) -> str:
+        """The live line cut to the terminal's width (a wrapped line cannot be redrawn in place): the latest stages."""
+        import shutil
+
+        width = shutil.get_terminal_size().columns - 1
+        if len(line) <= width:
+            return line
+        head = f"[archc] {self.command}: …"
+        return head + line[len(line) - max(width - len(head), 0):]
 
     def _erase(self) -> None:
         if self._drawn:

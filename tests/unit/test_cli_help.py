@@ -67,7 +67,7 @@ def test_mistyped_spec_gets_a_suggestion(argv: list[str], capsys: pytest.Capture
     monkeypatch.chdir(ROOT)
     assert main(argv) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err == ["specs/transxnext.yaml: error: spec file not found", "  help: did you mean 'specs/transxnet.yaml'?"]
+    assert err == ["specs/transxnext.yaml: error: file not found", "  help: did you mean 'specs/transxnet.yaml'?"]
     assert not Path(ROOT / "x.dot").exists() and not Path(ROOT / "runs" / "x").exists()
 
 
@@ -77,10 +77,10 @@ def test_mistyped_space_data_and_folder(capsys: pytest.CaptureFixture[str], monk
     assert "did you mean 'search_spaces/cdc.yaml'?" in capsys.readouterr().err
     assert main(["train", "specs/resnet.yaml", "--data", "digts", "--epochs", "1", "--out", "runs/x"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("digts: error: --data: data source not found") and "did you mean 'digits'?" in err
+    assert err.startswith("digts: error: --data: data source does not exist") and "did you mean 'digits'?" in err
     assert main(["compile", "specs/resnet.yaml", "--weights", "nothing_like_it.pth"]) == 1
     err = capsys.readouterr().err
-    assert "--weights: checkpoint not found" in err and "help: check the path" in err
+    assert "nothing_like_it.pth: error: --weights: checkpoint does not exist" in err and "help: check the path" in err
 
 
 def test_suggest_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -129,3 +129,15 @@ def test_log_bar_prints_periodic_lines() -> None:
 
 def test_progress_bar_is_plain_lines_off_a_terminal() -> None:
     assert isinstance(progress_bar(5, 0, "search x", "trial", io.StringIO()), LineBar)
+
+
+def test_live_line_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a, **k: os.terminal_size((40, 24)))
+    clock, out = Clock(), io.StringIO()
+    _run(Progress("compile", stream=out, clock=clock, tty=True),
+         clock, [("load", 0.5), ("expand", 0.5), ("passes", 0.5), ("lower", 0.5)])
+    *live, final = out.getvalue().split("\r\x1b[K")[1:]
+    assert all(len(x) <= 39 for x in live) and live[-1].startswith("[archc] compile: …")
+    assert final == "[archc] compile: load 0.5s · expand 0.5s · passes 0.5s · lower 0.5s · total 2.0s\n"
