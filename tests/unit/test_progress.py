@@ -141,3 +141,14 @@ def test_live_line_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     *live, final = out.getvalue().split("\r\x1b[K")[1:]
     assert all(len(x) <= 39 for x in live) and live[-1].startswith("[archc] compile: …")
     assert final == "[archc] compile: load 0.5s · expand 0.5s · passes 0.5s · lower 0.5s · total 2.0s\n"
+
+
+def test_search_progress_in_a_log_has_no_carriage_returns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.search.conftest import write_space
+
+    torch.set_num_threads(1)
+    space = write_space(tmp_path)
+    assert main(["search", str(space), "--trials", "2", "--out", str(tmp_path / "run"), "--seed", "1", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err  # captured stderr is no terminal: plain lines, no tqdm redraws
+    assert "[archc] search tiny_space: 2/2 trials" in err
