@@ -173,10 +173,13 @@ def cannot_run(exc: BaseException, target: str, precision: Precision) -> Precisi
         return None
     runtime = "ONNX/onnxruntime" if target == "onnx" else f"PyTorch {torch.__version__}"
     where = "CUDA" if target == "cudagraph" and torch.cuda.is_available() else "this CPU"
-    others = ", ".join(d for d in DTYPES if d != precision.dtype)
+    if target == "onnx":
+        others = " or ".join(d for d in DTYPES if d != precision.dtype)
+        hint = f"use --dtype {others} with target onnx, or a PyTorch target (pytorch, torchscript, export) for {precision.dtype}"
+    else:
+        hint = f"use --dtype fp32 (PyTorch has no {precision.dtype} kernel on this device for an op this model uses)"
     return PrecisionError(f"target '{target}' cannot run {precision.dtype} on {where}: {runtime} has no {precision.dtype} kernel "
-                          f"for an op of this model ({text[:200]})",
-                          hint=f"use --dtype {others.replace(', ', ' or ')} for target '{target}', or another target for {precision.dtype}")
+                          f"for an op of this model ({text[:200]})", hint=hint)
 
 
 def cpu_features() -> list[str]:
