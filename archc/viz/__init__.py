@@ -50,7 +50,7 @@ def _pipeline(graph: Graph, name: str) -> Graph:
 
 
 def graph_picture(graph: Graph, title: str, depth: int = 1):  # noqa: ANN201 - graphviz.Digraph (optional package)
-    """A ``graphviz.Digraph`` of ``graph``, blocks opened ``depth`` levels deep."""
+    """``(digraph, drawn node paths)`` of ``graph``, blocks opened ``depth`` levels deep."""
     from archc.viz.dot import DrawOptions, draw
 
     return draw(graph, title, DrawOptions(depth=depth))
@@ -83,11 +83,11 @@ def diff_picture(graph: Graph, before: str, after: str, title: str, depth: int =
     trace = trace_pipeline(start, second)
     dot = graphviz.Digraph(name=graph.name)
     graph_attrs(dot, title)
-    for side, g, marks, verb in (("A", trace.before, trace.removed, "by"), ("B", trace.after, trace.changed, "by")):
+    for side, g, marks in (("A", trace.before, trace.removed), ("B", trace.after, trace.changed)):
         label = before if side == "A" else after
         with dot.subgraph(name=f"cluster_{side}") as sub:
             sub.attr(label=f"{label} ({sum(1 for _ in g.walk())} nodes)", fontsize="16", style="rounded", color="#444444")
-            add_graph(sub, g, DrawOptions(depth=depth, prefix=f"{side}/", marks=marks, family_colours=False, verb=verb), root=dot)
+            add_graph(sub, g, DrawOptions(depth=depth, prefix=f"{side}/", marks=marks, family_colours=False), root=dot)
     legend(dot, trace)
     return dot, trace
 
@@ -106,6 +106,9 @@ def viz_spec(spec: str | Path, out: str | Path | None = None, options: CompileOp
     from archc._fs import check_distinct
 
     options = options or CompileOptions()
+    if diff is not None and options.pipeline != "train":
+        raise VizError(f"a diff draws its own two pipelines; options.pipeline '{options.pipeline}' does not apply",
+                       hint="give either --pipeline P or --diff A B")
     if depth < 0:
         raise VizError(f"--depth must be 0 or more, got {depth}", hint="0 draws the top-level nodes only; 1 opens their blocks")
     progress = options.progress
@@ -132,13 +135,8 @@ def viz_spec(spec: str | Path, out: str | Path | None = None, options: CompileOp
     else:
         g = _pipeline(graph, options.pipeline)
         progress.begin("draw")
-        import graphviz
-
-        from archc.viz.dot import DrawOptions, add_graph, graph_attrs
-
-        dot = graphviz.Digraph(name=g.name)
-        graph_attrs(dot, name + (f" ({options.pipeline})" if options.pipeline != "train" else ""))
-        drawn, counts, rewrites = add_graph(dot, g, DrawOptions(depth=depth)), Counter(), {}
+        dot, drawn = graph_picture(g, name + (f" ({options.pipeline})" if options.pipeline != "train" else ""), depth)
+        counts, rewrites = Counter(), {}
     progress.begin("layout" if fmt != "dot" else "source")
     data = render_bytes(dot, fmt)
     progress.begin("write")

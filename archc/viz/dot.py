@@ -66,8 +66,6 @@ class DrawOptions:
     marks: Mapping[str, Mark] = field(default_factory=dict)
     #: colour nodes by op family (off in a diff, where colour means change)
     family_colours: bool = True
-    #: shown beside a mark: "by" passes (a rewritten node) or "removed by" (a node that disappears)
-    verb: str = "by"
 
 
 def _op_label(n: Node) -> str:
@@ -103,14 +101,15 @@ class _Drawer:
         self.drawn: list[str] = []
         #: edges are added at the root at the end: an edge stated inside a cluster would pull its tail node into it
         self.edges: list[tuple[str, str]] = []
+        #: block path → kinds of the marked nodes strictly inside it (what a collapsed block hides), one pass over the marks
+        self.inside: dict[str, Counter[str]] = {}
+        for p, m in opts.marks.items():
+            parts = p.split(".")
+            for k in range(1, len(parts)):
+                self.inside.setdefault(".".join(parts[:k]), Counter())[m.kind] += 1
 
     def name(self, path: str) -> str:
         return self.opts.prefix + path
-
-    def marks_under(self, path: str) -> Counter[str]:
-        """Kinds of the marked nodes strictly inside ``path`` (what a collapsed block hides)."""
-        pre = path + "."
-        return Counter(m.kind for p, m in self.opts.marks.items() if p.startswith(pre))
 
     def node(self, dot: graphviz.Digraph, path: str, n: Node) -> None:
         lines = [n.id, _op_label(n)]
@@ -125,11 +124,11 @@ class _Drawer:
         elif self.opts.family_colours:
             attrs["fillcolor"] = _FAMILY_COLOURS.get(_family(n.op) or "", "white")
         mark = self.opts.marks.get(path)
-        inside = self.marks_under(path) if n.body is not None else Counter()
+        inside = self.inside.get(path, Counter()) if n.body is not None else Counter()
         if mark is not None:
             fill, border = KIND_COLOURS[mark.kind]
             attrs.update(fillcolor=fill, color=border, penwidth="2")
-            lines.append(f"{mark.kind} {self.opts.verb} {', '.join(mark.passes)}")
+            lines.append(f"{mark.kind} by {', '.join(mark.passes)}")
             attrs["tooltip"] = f"{path}: {lines[-1]}"
         if inside:
             lines.append("inside: " + ", ".join(f"{inside[k]} {k}" for k in KINDS if k in inside))
@@ -153,7 +152,7 @@ class _Drawer:
             srcs = [source(r.node, r.index) for r in n.inputs]
             if n.body is not None and level < self.opts.depth and len(n.body) > 0:
                 mark = self.opts.marks.get(path)
-                label = f"{n.id}: {_op_label(n)}" + (f"\n{mark.kind} {self.opts.verb} {', '.join(mark.passes)}" if mark else "")
+                label = f"{n.id}: {_op_label(n)}" + (f"\n{mark.kind} by {', '.join(mark.passes)}" if mark else "")
                 cluster_attrs = {"label": label, "style": "rounded", "color": "#888888", "labeljust": "l"}
                 if mark is not None:
                     cluster_attrs.update(color=KIND_COLOURS[mark.kind][1], style="rounded,dashed", penwidth="2")
@@ -194,20 +193,20 @@ def add_graph(dot: graphviz.Digraph, g: Graph, opts: DrawOptions, root: graphviz
     return d.drawn
 
 
-def draw(g: Graph, title: str, opts: DrawOptions | None = None) -> graphviz.Digraph:
-    """A ``graphviz.Digraph`` of ``g`` with ``title`` on top (``opts``: depth, marks).
+def draw(g: Graph, title: str, opts: DrawOptions | None = None) -> tuple[graphviz.Digraph, list[str]]:
+    """A ``graphviz.Digraph`` of ``g`` with ``title`` on top (``opts``: depth, marks), and the node paths drawn.
 
     >>> from archc.compiler import build_graph
-    >>> dot = draw(build_graph("specs/resnet.yaml")[1], "resnet", DrawOptions(depth=0))  # doctest: +SKIP
-    >>> "fc" in dot.source  # doctest: +SKIP
-    True
+    >>> dot, drawn = draw(build_graph("specs/resnet.yaml")[1], "resnet", DrawOptions(depth=0))  # doctest: +SKIP
+    >>> drawn  # doctest: +SKIP
+    ['stem', 'maxpool', 'layers', 'avgpool', 'fc']
     """
     import graphviz
 
     dot = graphviz.Digraph(name=g.name)
     graph_attrs(dot, title)
-    add_graph(dot, g, opts or DrawOptions())
-    return dot
+    drawn = add_graph(dot, g, opts or DrawOptions())
+    return dot, drawn
 
 
 def graph_attrs(dot: graphviz.Digraph, title: str) -> None:
