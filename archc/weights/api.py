@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from archc.diagnostics import CheckpointError
+from archc.diagnostics import CheckpointError, first_line
 from archc.weights.check import TOLERANCE, compare_outputs, load_factory
 from archc.weights.mapping import WeightMap, map_state_dict
 
@@ -144,8 +144,8 @@ def map_checkpoint(spec: str | Path, checkpoint: str | Mapping[str, torch.Tensor
         factory = load_factory(check)
         try:
             src_model = factory()
-        except Exception as exc:
-            raise CheckpointError(f"--check: {check}() failed: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # the user's own code: its error, on one line
+            raise CheckpointError(f"--check: {check}() failed: {type(exc).__name__}: {first_line(exc)}") from None
         if not isinstance(src_model, torch.nn.Module):
             raise CheckpointError(f"--check: {check}() returned a {type(src_model).__name__}, not a torch.nn.Module")
         err = compare_outputs(src_model, source, model, state, shapes)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from archc.diagnostics import ArchcError
+from archc.diagnostics import ArchcError, first_line
 from archc.passes.equivalence import rel_error
 
 __all__ = ["load_factory", "compare_outputs", "TOLERANCE"]
@@ -45,7 +45,7 @@ def load_factory(text: str) -> Callable[[], torch.nn.Module]:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
-            raise ArchcError(f"--check: importing '{where}' failed: {type(exc).__name__}: {_first(exc)}") from None
+            raise ArchcError(f"--check: importing '{where}' failed: {type(exc).__name__}: {first_line(exc)}") from None
         finally:
             sys.path.pop(0)
     else:
@@ -56,10 +56,10 @@ def load_factory(text: str) -> Callable[[], torch.nn.Module]:
         try:
             module = importlib.import_module(where)
         except ModuleNotFoundError as exc:
-            raise ArchcError(f"--check: no module '{where}' ({_first(exc)})",
+            raise ArchcError(f"--check: no module '{where}' ({first_line(exc)})",
                              hint="run from the folder the module imports from, or give a .py file path") from None
         except Exception as exc:
-            raise ArchcError(f"--check: importing '{where}' failed: {type(exc).__name__}: {_first(exc)}") from None
+            raise ArchcError(f"--check: importing '{where}' failed: {type(exc).__name__}: {first_line(exc)}") from None
         finally:
             if added:
                 sys.path.remove(cwd)
@@ -67,11 +67,6 @@ def load_factory(text: str) -> Callable[[], torch.nn.Module]:
     if not callable(fn):
         raise ArchcError(f"--check: '{where}' has no function '{name}'", hint="name a function that returns the model")
     return fn
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -93,7 +88,7 @@ def compare_outputs(source_model: torch.nn.Module, source_state: Mapping[str, to
     try:
         source_model.load_state_dict(dict(source_state), strict=True)
     except RuntimeError as exc:
-        raise ArchcError(f"--check: the checkpoint does not load into the source model: {_first(exc)}",
+        raise ArchcError(f"--check: the checkpoint does not load into the source model: {first_line(exc)}",
                          hint="name the factory of the model the checkpoint was saved from") from None
     model.load_state_dict(dict(state), strict=True)
     source_model.double().eval()
@@ -104,7 +99,7 @@ def compare_outputs(source_model: torch.nn.Module, source_state: Mapping[str, to
         try:
             ref = _tensors(source_model(*inputs))
         except Exception as exc:
-            raise ArchcError(f"--check: the source model fails on input {[list(s) for s in shapes]}: {_first(exc)}",
+            raise ArchcError(f"--check: the source model fails on input {[list(s) for s in shapes]}: {first_line(exc)}",
                              hint="set the spec's input size to the one the source model was built for (-p img=...)") from None
         got = _tensors(model(*inputs))
     if not ref or len(ref) != len(got):

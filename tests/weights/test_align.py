@@ -127,15 +127,19 @@ def test_integer_buffers_follow_their_module() -> None:
     assert int(wm.apply(src, tgt)["bn.num_batches_tracked"]) == int(tgt["bn.num_batches_tracked"])
 
 
-def test_flat_and_nested_module_trees_meet() -> None:
-    """torchvision keeps conv1/bn1 at the top; a spec groups them in a stem: one module against several."""
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_flat_and_nested_module_trees_meet(prefix: str) -> None:
+    """torchvision keeps conv1/bn1 at the top; a spec groups them in a stem: one module against several
+    (and DistributedDataParallel's 'module.' wraps everything in one more)."""
     src = _sd(conv1__weight=(8, 3, 7, 7), bn1__weight=(8,), bn1__bias=(8,), fc__weight=(4, 8), fc__bias=(4,))
+    src = {prefix + k: v for k, v in src.items()}
     tgt = _sd(stem__conv__weight=(8, 3, 7, 7), stem__bn__weight=(8,), stem__bn__bias=(8,), head__fc__weight=(4, 8),
               head__fc__bias=(4,))
     wm = map_state_dict(src, tgt)
     assert wm.complete and not wm.reordered
-    assert wm.mapping == {"stem.conv.weight": "conv1.weight", "stem.bn.weight": "bn1.weight", "stem.bn.bias": "bn1.bias",
-                          "head.fc.weight": "fc.weight", "head.fc.bias": "fc.bias"}
+    assert wm.mapping == {k: prefix + v for k, v in {
+        "stem.conv.weight": "conv1.weight", "stem.bn.weight": "bn1.weight", "stem.bn.bias": "bn1.bias",
+        "head.fc.weight": "fc.weight", "head.fc.bias": "fc.bias"}.items()}
 
 
 @pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "nested"])
