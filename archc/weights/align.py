@@ -7,7 +7,8 @@ The two tensor lists are aligned as sequences, block by block:
    back. Shapes are the hard constraint: a segment never pairs tensors whose shapes differ. What is
    left between the two walks is where the checkpoint and the model differ; it is narrowed by
    descending into it (the difference is inside one module) until only tensors remain, which are
-   aligned by a longest common subsequence and the rest reported.
+   aligned by a longest common subsequence of fitting shapes and agreeing names (a BatchNorm without
+   its running_mean loses exactly that tensor, not the one after it) and the rest reported.
 2. **One module against several** (``conv1``, ``bn1`` against ``stem``): the single one is opened, so
    the two sides need not nest modules the same way.
 3. **Several against several** means the order differs. Inside a block (the lowest common module is

@@ -9,6 +9,7 @@ module has one, else it keeps the module's own value; source integer buffers lef
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -105,8 +106,6 @@ def _reordered(mapping: Mapping[str, str], src_index: Mapping[str, int], tgt_ord
     keys = [k for k in tgt_order if k in mapping]
     seq = [src_index[mapping[k]] for k in keys]
     # longest increasing subsequence with predecessor links (patience sorting)
-    import bisect
-
     tails: list[int] = []
     tail_pos: list[int] = []
     prev = [-1] * len(seq)
@@ -160,7 +159,8 @@ def map_state_dict(source: Mapping[str, torch.Tensor], target: Mapping[str, torc
         if not _integer(val):
             continue
         src_owner = owner_map.get(_owner(key))
-        cand = (f"{src_owner}." if src_owner else "") + key.rsplit(".", 1)[-1] if src_owner is not None else None
+        name = key.rsplit(".", 1)[-1]
+        cand = None if src_owner is None else f"{src_owner}.{name}" if src_owner else name
         if cand is not None and cand in source and _integer(source[cand]) and source[cand].shape == val.shape:
             carried[key] = cand
         else:
