@@ -244,6 +244,25 @@ def schema_json() -> dict[str, Any]:
         "graph": _ref("graph"),
         "outputs": {**_ref("refs"), "description": "model outputs (default: the last node)"},
         "scaling": {"type": "object", "description": "scaling rules (free-form for now)"},
+        "head": {
+            "type": "object",
+            "description": "the classifier's parts, for the timm interface of generated models (docs/spec.md#the-head)",
+            "properties": {
+                "features": {**identifier, "description": "the node whose output forward_features returns"},
+                "classifier": {
+                    "description": "the classifier node(s): a top-level node id, or block_node.node inside a top-level "
+                                   "block instance; reset_classifier rebuilds them",
+                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+                },
+                "mean": {"type": "array", "items": {"type": "number"}, "description": "per-channel input mean"},
+                "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                        "description": "per-channel input std"},
+                "interpolation": {"enum": ["nearest", "bilinear", "bicubic"], "description": "resize interpolation"},
+                "crop_pct": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "center-crop fraction"},
+            },
+            "required": ["features", "classifier"],
+            "additionalProperties": False,
+        },
     }
     assert tuple(top) == TOP_KEYS, "keep the schema's top-level keys in the order of TOP_KEYS"
     library = {k: top[k] for k in LIB_KEYS}

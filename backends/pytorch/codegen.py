@@ -35,7 +35,7 @@ from typing import Any
 import jinja2
 from archc.backends.pytorch.render import helper_closure, literal
 from archc.backends.pytorch.symbolic import SymInt, Untraceable, checking, has_sym, is_sym, names_in, plain, sym, tidy
-from archc.backends.pytorch.timm import TIMM_NAMES, ModelArgError, TimmParts, timm_parts, wrap_classifier
+from archc.backends.pytorch.timm import TIMM_NAMES, ModelArgError, wrap_classifier
 
 from archc import __version__
 from archc.ir.graph import Graph, Node, Ref
@@ -1129,7 +1129,7 @@ def _decides_alike(node: Node, param: str) -> bool:
     value = env.get(param)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    for key, _nid, src, decided in (node.body.meta.get("decisions") or ()) if node.body is not None else ():
+    for _key, _nid, src, decided in (node.body.meta.get("decisions") or ()) if node.body is not None else ():
         m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S) if isinstance(src, str) else None
         if m is None:
             return False
@@ -1341,7 +1341,7 @@ def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info:
     if head is not None:
         from archc.backends.pytorch.timm import timm_parts
 
-        for attr in ("num_features", "default_cfg", *args):
+        for attr in ("num_features", "head_hidden_size", "default_cfg", *args):
             if attr in top.attrs:
                 from archc.diagnostics import SpecError
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from archc.backends.pytorch.render import literal
 from archc.backends.pytorch.symbolic import is_sym, names_in, plain, tidy
+
 from archc.diagnostics import SourceLoc, SpecError
 from archc.ir.graph import Graph, Ref
 from archc.ir.types import TensorType
@@ -156,8 +157,16 @@ def timm_parts(em: Any, graph: Graph, head: Mapping[str, Any], args: Sequence[st
     else:
         fwd.insert(lo, f"if pre_logits:\n            return {pre}")
     params = graph.meta.get("params") or {}
+    # timm's names: num_features = channels of the features, head_hidden_size = width of the pre-logits
+    ftype = graph.nodes[feat].types[0]
+    inner = graph.nodes[first].body.nodes[sub] if sub else None
+    ptype = inner.meta["in_types"][0] if inner is not None else graph.type_of(node.inputs[0])
+    width = 1
+    for d in ptype.shape[1:]:
+        width *= plain(d)
     parts.init_prefix = [f"self.{a} = {a}" for a in args] + [
-        f"self.num_features = {_size(graph.type_of(node.inputs[0]).shape[1])}",
+        f"self.num_features = {_size(_channels(ftype, width))}",
+        f"self.head_hidden_size = {width}",
         "self.default_cfg = dict(DEFAULT_CFG)",
     ]
     parts.methods.append(_method(
@@ -191,6 +200,15 @@ def timm_parts(em: Any, graph: Graph, head: Mapping[str, Any], args: Sequence[st
     }
     parts.cfg = "DEFAULT_CFG: Dict[str, Any] = {\n" + "".join(f"    {k!r}: {literal(v)},\n" for k, v in cfg.items()) + "}"
     return parts
+
+
+def _channels(t: TensorType, width: int) -> Any:
+    """The channel size of a feature map: the axis the pre-logits width matches (NCHW or NHWC), else
+    the last axis of tokens (B, N, C) and axis 1 of anything else."""
+    for d in (t.shape[1], t.shape[-1]):
+        if plain(d) == width:
+            return d
+    return t.shape[-1] if t.rank == 3 else t.shape[1]
 
 
 def _size(d: Any) -> str:
@@ -249,7 +267,7 @@ _WEIGHTS_PATH = '''def _weights_path(pretrained: Union[bool, str]) -> str:
     """The weights file: ``pretrained`` itself, or for True the .pth compiled beside this module."""
     if pretrained is True:
         here = globals().get("__file__")
-        if not here:
+        if not here or here.startswith("<"):
             raise FileNotFoundError("this module was not loaded from a file: pass pretrained=<path to a .pth>")
         path = os.path.splitext(here)[0] + ".pth"
         if not os.path.exists(path):
