@@ -4,7 +4,7 @@
 folded, parallel branches merged), builds the float artifact of the target, calibrates activation
 ranges on the calibration inputs, quantizes, measures every layer and the model output against the
 float model (:mod:`archc.quantize.report`), leaves the layers asked for (``keep_float``) or below
-``min_sqnr`` in float, and writes the artifact and ``<out stem>.quant.json`` atomically.
+``min_sqnr`` in float, and writes the artifact and ``<out>.quant.json`` atomically.
 
 =========  =========================================================================================
 target     int8 artifact
@@ -76,8 +76,8 @@ class QuantResult:
 
 
 def report_path(out: Path) -> Path:
-    """``model.onnx`` → ``model.quant.json`` (beside the artifact)."""
-    return out.with_suffix(".quant.json")
+    """``model.onnx`` → ``model.onnx.quant.json`` beside the artifact (the .onnx and .py reports of one stem differ)."""
+    return out.with_name(out.name + ".quant.json")
 
 
 def check_request(options: CompileOptions, quant: QuantOptions) -> None:

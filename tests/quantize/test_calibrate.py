@@ -7,8 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from archc.quantize.calibrate import (PERCENTILE, QuantizeError, RangeCollector, calibration_data, compute_range,
-                                      fake_quant_uint8)
+from archc.quantize.calibrate import (
+    PERCENTILE,
+    QuantizeError,
+    RangeCollector,
+    calibration_data,
+    compute_range,
+    fake_quant_uint8,
+)
 from archc.quantize.report import channel_ratio, sqnr_db, weight_sqnr
 
 

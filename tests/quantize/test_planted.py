@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 from archc.cli import main
+from archc.quantize import report_path
 from archc.quantize.quantize_onnx import optimized_op_types
 
 from .conftest import MINI, PLANTED
@@ -19,7 +20,7 @@ def _compile(tmp_path: Path, ckpt: Path, target: str, *extra: str) -> dict:
     rc = main(["-q", "compile", str(MINI), "--pipeline", "deploy", "--target", target, "--weights", str(ckpt),
                "--quantize", "int8", "--calib-random", "--calib-batches", "3", "-o", str(out), *extra])
     assert rc == 0
-    return json.loads(out.with_suffix(".quant.json").read_text())
+    return json.loads(report_path(out).read_text())
 
 
 @pytest.mark.parametrize("target", ["onnx", "pytorch"])
