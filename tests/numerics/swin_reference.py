@@ -2,7 +2,9 @@
 
 Written from the paper and timm's published structure, not from archc: windows are folded into the
 batch, the relative position bias is gathered from a ((2w−1)², heads) table by the meshgrid-built
-index, the shift mask is built with slices and −100, and patch merging concatenates x0, x1, x2, x3.
+index, the shift mask is built with slices and −100 on the padded map (a map the window does not
+divide is padded after the shift and cropped before the shift back, as timm does), and patch merging
+concatenates x0, x1, x2, x3.
 """
 
 from __future__ import annotations
@@ -79,8 +81,10 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         mask = None
+        self.pad = (window - res % window) % window  # zeros at the bottom/right up to a multiple of the window
         if shift > 0:
-            img = torch.zeros(1, res, res, 1)
+            full = res + self.pad
+            img = torch.zeros(1, full, full, 1)
             cnt = 0
             for hs in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
                 for ws in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
@@ -96,9 +100,10 @@ class Block(nn.Module):
         y = self.norm1(x)
         if self.shift:
             y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = F.pad(y, (0, 0, 0, self.pad, 0, self.pad))
         wins = partition(y, self.window).view(-1, self.window * self.window, c)
         wins = self.attn(wins, self.attn_mask).view(-1, self.window, self.window, c)
-        y = reverse(wins, self.window, h, w)
+        y = reverse(wins, self.window, h + self.pad, w + self.pad)[:, :h, :w, :].contiguous()
         if self.shift:
             y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
         x = x + y

@@ -1,7 +1,8 @@
 """specs/swin.yaml against an independent Swin (timm's layout): exact parameter counts, float64 outputs, costs.
 
 Swin-T and Swin-S at 224² (window 7 needs 224/32 = 7 in the last stage); smaller variants exercise
-windows that do not cover the map, maps no larger than the window, and other window sizes.
+windows that do not cover the map, maps no larger than the window, maps the window does not divide
+(padded), and other window sizes.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def test_swin_full_size_matches_reference(variant: str, kw: dict, tmp_path: Path
     # 64² → maps 16, 8, 4, 2 with window 4: shifted windows in two stages, one-window stages without shift
     (["img=64", "embed=24", "heads=[2,4,6,8]", "window=4", "depths=[2,2,2,2]", "num_classes=10"],
      {"img": 64, "embed": 24, "heads": (2, 4, 6, 8), "window": 4, "depths": (2, 2, 2, 2), "num_classes": 10}),
+    # window 7 on maps 16, 8, 4, 2: padded to 21 and 14 (shifted windows over the padding), then one window
+    (["img=64", "embed=24", "heads=[2,4,6,8]", "depths=[2,2,2,2]", "num_classes=10"],
+     {"img": 64, "embed": 24, "heads": (2, 4, 6, 8), "window": 7, "depths": (2, 2, 2, 2), "num_classes": 10}),
     # window 5 on maps 40, 20, 10, 5 (patch 2): odd windows, shift 2
     (["img=80", "patch=2", "embed=16", "heads=[1,2,4,4]", "window=5", "depths=[2,4,2,2]", "num_classes=7"],
      {"img": 80, "patch": 2, "embed": 16, "heads": (1, 2, 4, 4), "window": 5, "depths": (2, 4, 2, 2), "num_classes": 7}),
