@@ -32,9 +32,17 @@ class VizResult:
     path: Path
     format: str
     drawn: list[str] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
+    #: a diff: marked nodes of the first pipeline's graph by kind (what disappeared, and how)
+    before: Counter[str] = field(default_factory=Counter)
+    #: a diff: marked nodes of the second pipeline's graph by kind (what was created or rewritten)
+    after: Counter[str] = field(default_factory=Counter)
     #: pass name → rewrites (a diff)
     rewrites: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Marked nodes of both sides by kind."""
+        return self.before + self.after
 
 
 def _pipeline(graph: Graph, name: str) -> Graph:
@@ -131,12 +139,13 @@ def viz_spec(spec: str | Path, out: str | Path | None = None, options: CompileOp
     if diff is not None:
         dot, trace = diff_picture(graph, diff[0], diff[1], f"{name}: {diff[0]} → {diff[1]}", depth)
         drawn, rewrites = [], {k: v for k, v in trace.rewrites.items() if v}
-        counts = Counter(m.kind for m in [*trace.removed.values(), *trace.changed.values()])
+        before = Counter(m.kind for m in trace.removed.values())
+        after = Counter(m.kind for m in trace.changed.values())
     else:
         g = _pipeline(graph, options.pipeline)
         progress.begin("draw")
         dot, drawn = graph_picture(g, name + (f" ({options.pipeline})" if options.pipeline != "train" else ""), depth)
-        counts, rewrites = Counter(), {}
+        before, after, rewrites = Counter(), Counter(), {}
     progress.begin("layout" if fmt != "dot" else "source")
     data = render_bytes(dot, fmt)
     progress.begin("write")
@@ -145,4 +154,4 @@ def viz_spec(spec: str | Path, out: str | Path | None = None, options: CompileOp
     except OSError as exc:
         raise ArchcError(f"cannot write the picture '{path}': {exc.strerror or exc}", hint="check the folder is writable") from None
     progress.end()
-    return VizResult(path, fmt, drawn, counts, rewrites)
+    return VizResult(path, fmt, drawn, before, after, rewrites)
