@@ -191,3 +191,17 @@ def test_docs_pictures_are_made_by_their_commands(tmp_path: Path, monkeypatch: p
         assert main(argv) == 0, line
         # the same graph drawn (node and cluster names); Graphviz versions may place them differently
         assert _svg_items(tmp_path / committed.name) == _svg_items(committed), line
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_trace_reaches_the_pass_managers_graph(spec: Path) -> None:
+    g = build_graph(spec, CompileOptions(variant=_smallest_variant(spec)))[1]
+    for name in ("deploy", "fused"):
+        t = trace_pipeline(g, PIPELINES[name])
+        ref = run_pipeline(g, name, check=False)
+        assert {p: n.op for p, n in flatten(t.after).items()} == {p: n.op for p, n in flatten(ref.graph).items()}
+        assert {k: v for k, v in t.rewrites.items() if v} == {s.name: s.rewrites for s in ref.steps if s.rewrites}
+        # a mark names a node of its side, and every pass that rewrote something left a mark
+        assert set(t.removed) <= set(flatten(g)) and set(t.changed) <= set(flatten(t.after))
+        marked = {p for m in [*t.removed.values(), *t.changed.values()] for p in m.passes}
+        assert marked == {k for k, v in t.rewrites.items() if v}
