@@ -12,10 +12,16 @@ Rows, each a ratio of medians measured in the same interleaved rounds (CUDA even
   launch overhead CUDA graphs remove, which dominates small batches;
 * ``fused/cuDNN`` — ConvFirst-T's ``fused`` pipeline with the generated Triton conv→pointwise kernels
   (``dwpw``) against the same graph with the PyTorch (cuDNN) convs, both replayed from CUDA graphs so
-  that only the kernels differ.
+  that only the kernels differ;
+* ``tc:<mode>/graph`` — ``torch.compile(mode=...)`` of the same deploy module (modes
+  ``max-autotune-no-cudagraphs`` and ``reduce-overhead``; ``--compile-modes`` picks, ``none`` skips)
+  against archc's CUDA-graph replay. Beside it, the build times: archc's (spec → deploy module:
+  passes, codegen, import; then the CUDA-graph capture) and torch.compile's (its first call, which
+  compiles, plus the further calls until a call is as fast as the ones after it: reduce-overhead
+  records its CUDA graphs on the first calls), each after ``torch._dynamo.reset()``.
 
 Every pair is checked for equal outputs first (max relative error ≤ 5e-3: cuDNN may use TF32).
-Without CUDA the script says so and exits with status 1.
+Without CUDA the script says so in one line and exits with status 1 (nothing is timed).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,8 @@ from archc.targets import max_rel_error, prepare  # noqa: E402
 
 GRAPH_SPECS = [("specs/unireplknet.yaml", "a"), ("specs/transxnet.yaml", "t")]
 FUSED_SPEC = ("specs/convfirst.yaml", "t")
+#: torch.compile modes timed against archc's CUDA-graph replay
+COMPILE_MODES = ("max-autotune-no-cudagraphs", "reduce-overhead")
 
 
 def _time_interleaved(fns: dict[str, Any], x: torch.Tensor, rounds: int, warmup: int) -> dict[str, list[float]]:
@@ -72,19 +81,67 @@ def _cudagraph_module(spec: str, variant: str, pipeline: str, shape: tuple[int, 
     return mod, model.eval().cuda()
 
 
-def run(batches: list[int], rounds: int, warmup: int) -> list[dict[str, Any]]:
+def _torch_compile(model: Any, x: torch.Tensor, mode: str, max_calls: int = 10) -> tuple[Any, float, int]:
+    """``torch.compile(model, mode=mode)`` after a dynamo reset; returns it, its build seconds and the calls they took.
+
+    Build time: from the reset until a call is no slower than 1.5x the call before it (the first
+    calls compile; reduce-overhead records CUDA graphs on its first calls), at most ``max_calls``.
+    """
+    torch._dynamo.reset()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    compiled = torch.compile(model, mode=mode)
+    last = None
+    calls = 0
+    with torch.no_grad():
+        while calls < max_calls:
+            c0 = time.perf_counter()
+            compiled(x)
+            torch.cuda.synchronize()
+            dt = time.perf_counter() - c0
+            calls += 1
+            if last is not None and dt <= 1.5 * last and calls >= 2:
+                break
+            last = dt
+    return compiled, time.perf_counter() - t0, calls
+
+
+def run(batches: list[int], rounds: int, warmup: int, modes: tuple[str, ...] = COMPILE_MODES) -> list[dict[str, Any]]:
     rows = []
     for batch in batches:
         for spec, variant in GRAPH_SPECS:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
             mod, model = _cudagraph_module(spec, variant, "deploy", (batch, 3, 224, 224), fused=False)
+            build_s = time.perf_counter() - t0
             x = torch.randn(batch, 3, 224, 224, device="cuda")
+            t0 = time.perf_counter()
             runner = mod.CUDAGraphRunner(model, tuple(x.shape))
+            capture_s = time.perf_counter() - t0
             with torch.no_grad():
                 err = max_rel_error(model(x), runner(x).clone())
-            t = _time_interleaved({"eager": model, "graph": runner}, x, rounds, warmup)
+            name = f"{Path(spec).stem}-{variant}"
+            fns: dict[str, Any] = {"eager": model, "graph": runner}
+            built: dict[str, tuple[float, int]] = {}
+            errs: dict[str, float] = {}
+            for mode in modes:
+                compiled, secs, calls = _torch_compile(model, x, mode)
+                with torch.no_grad():
+                    errs[mode] = max_rel_error(model(x), compiled(x).clone())
+                if not errs[mode] <= 5e-3:
+                    raise SystemExit(f"torch.compile({mode}) of {name} differs from eager: max rel. error {errs[mode]:.1e}")
+                fns[f"tc:{mode}"] = compiled
+                built[mode] = (secs, calls)
+            t = _time_interleaved(fns, x, rounds, warmup)
             e, g = statistics.median(t["eager"]), statistics.median(t["graph"])
-            rows.append({"model": f"{Path(spec).stem}-{variant}", "batch": batch, "compare": "graph/eager",
-                         "base_ms": e, "new_ms": g, "speedup": e / g, "max_rel_error": err})
+            rows.append({"model": name, "batch": batch, "compare": "graph/eager",
+                         "base_ms": e, "new_ms": g, "speedup": e / g, "max_rel_error": err,
+                         "archc_build_s": build_s, "archc_capture_s": capture_s})
+            for mode in modes:
+                c = statistics.median(t[f"tc:{mode}"])
+                rows.append({"model": name, "batch": batch, "compare": f"tc:{mode}/graph", "base_ms": g, "new_ms": c,
+                             "speedup": g / c, "max_rel_error": errs[mode], "compile_s": built[mode][0],
+                             "compile_calls": built[mode][1], "archc_build_s": build_s + capture_s})
         spec, variant = FUSED_SPEC
         shape = (batch, 3, 224, 224)
         _, plain = _cudagraph_module(spec, variant, "fused", shape, fused=False)
@@ -101,25 +158,51 @@ def run(batches: list[int], rounds: int, warmup: int) -> list[dict[str, Any]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; ``batches`` and ``modes`` come back parsed and checked (argparse exits 2 on a bad value)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--compile-modes", default=",".join(COMPILE_MODES),
+                    help=f"torch.compile modes to time, comma-separated, or 'none' (default {','.join(COMPILE_MODES)})")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    try:
+        args.batches = [int(b) for b in args.batch.split(",") if b.strip()]
+    except ValueError:
+        ap.error(f"--batch must be comma-separated integers, got '{args.batch}'")
+    if not args.batches or min(args.batches) < 1:
+        ap.error(f"--batch must be positive integers, got '{args.batch}'")
+    modes = [m.strip() for m in args.compile_modes.split(",") if m.strip()]
+    args.modes = () if modes == ["none"] else tuple(modes)
+    known = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    for m in args.modes:
+        if m not in known:
+            ap.error(f"unknown torch.compile mode '{m}' (modes: {', '.join(known)}, or none)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if not torch.cuda.is_available():
-        print("bench_cuda.py needs CUDA: torch.cuda.is_available() is False on this machine", file=sys.stderr)
+        print("bench_cuda.py needs CUDA: torch.cuda.is_available() is False on this machine; nothing was timed", file=sys.stderr)
         return 1
-    rows = run([int(b) for b in args.batch.split(",") if b.strip()], args.rounds, args.warmup)
+    rows = run(args.batches, args.rounds, args.warmup, args.modes)
     if args.json:
         print(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows}, indent=1))
         return 0
     print(f"{torch.cuda.get_device_name()} — medians of {args.rounds} interleaved rounds")
-    print(f"  {'model':16s} {'batch':>5s} {'compare':12s} {'base ms':>9s} {'new ms':>9s} {'speed-up':>8s} {'max rel err':>11s}")
+    print(f"  {'model':16s} {'batch':>5s} {'compare':36s} {'base ms':>9s} {'new ms':>9s} {'speed-up':>8s} {'max rel err':>11s}")
     for r in rows:
-        print(f"  {r['model']:16s} {r['batch']:5d} {r['compare']:12s} {r['base_ms']:9.3f} {r['new_ms']:9.3f} "
+        print(f"  {r['model']:16s} {r['batch']:5d} {r['compare']:36s} {r['base_ms']:9.3f} {r['new_ms']:9.3f} "
               f"{r['speedup']:8.2f} {r['max_rel_error']:11.1e}")
+    built = [r for r in rows if "compile_s" in r]
+    if built:
+        print("  build time, s (archc: spec → deploy module + CUDA-graph capture; torch.compile: until its calls are steady)")
+        for r in built:
+            print(f"  {r['model']:16s} {r['batch']:5d} archc {r['archc_build_s']:7.2f}   {r['compare'].split('/')[0]:32s} "
+                  f"{r['compile_s']:7.2f} ({r['compile_calls']} calls)")
     return 0
 
 
