@@ -271,7 +271,7 @@ class Op:
         return {}
 
     def buffers(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        """Persistent non-learnable tensors by state_dict suffix (e.g. BN running statistics)."""
+        """Non-learnable tensors by attribute suffix (BN running statistics; tables built in ``__init__``)."""
         return {}
 
     def macs(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> int:

@@ -53,6 +53,10 @@ class _Generated(Op):
     def arg_names(self) -> tuple[str, ...]:
         raise NotImplementedError
 
+    def buffers(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        # counted like any buffer (memory, size limits), though kept out of the state dict
+        return {"value": tuple(self.infer(a, ins)[0].shape)}
+
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
         value = Call(self.fn, self.args(a), names=self.arg_names())
         return Lowering(Call("Constant", (value,), names=("value",)), "{m}()", helpers=("Constant", self.fn))

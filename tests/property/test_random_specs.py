@@ -439,9 +439,12 @@ class Scope:
 
     def emit(self, op: str, attrs: dict[str, Any], ins: Sequence[Val], *, nid: str | None = None, anon: bool = False,
              when: Any = None, names: list[str] | None = None, write_in: bool | None = None, need_hw: bool = True,
-             pos: bool = False) -> list[Val]:
-        """Validate ``op`` in every world and write its item; returns its output values."""
-        batched = bool(ins)
+             pos: bool = False, batched: bool | None = None) -> list[Val]:
+        """Validate ``op`` in every world and write its item; returns its output values.
+
+        ``batched=False`` marks a value computed from params and constants only (no batch axis).
+        """
+        batched = bool(ins) if batched is None else batched
         per_world: list[list[TensorType]] = []
         for k, env in enumerate(self.envs):
             cond = True
@@ -1456,12 +1459,141 @@ def unit_block(sc: Scope) -> None:
     sc.emit_block(bd, x, y, count, when)
 
 
+def _one_shape(x: Val) -> tuple[int, ...]:
+    shapes = {tuple(t.concrete(1)[1:]) for t in x.types}
+    if len(shapes) != 1:
+        raise Infeasible("one shape")
+    return shapes.pop()
+
+
+def unit_windows(sc: Scope) -> None:
+    """Swin-style: channels-last, optional roll, window partition, relative-position bias (+ shift mask) or a
+    ConViT-style positional bias, sdpa over (B, windows, heads, N, d), then everything undone back to NCHW."""
+    g = sc.g
+    x = sc.pick_input((4,), need_ref=True)
+    c, h, w = _one_shape(x)
+
+    def side(n: int) -> int:
+        divs = [d for d in (2, 3, 4, 5) if n % d == 0]
+        return g.choice(divs) if divs else 1
+
+    wh, ww = side(h), side(w)
+    n_tok = wh * ww
+    heads = g.choice([d for d in (1, 2, 4) if c % d == 0])
+    if (h // wh) * (w // ww) * heads * n_tok * n_tok > MAX_NUMEL:
+        raise Infeasible("too many logits")
+    nh, nw = h // wh, w // ww
+    sh, sw = g.int(0, wh - 1), g.int(0, ww - 1)
+    shift = sh > 0 or sw > 0
+    (t,) = sc.emit("permute", {"dims": [0, 2, 3, 1]}, [x], need_hw=False)
+    if shift:
+        (t,) = sc.emit("roll", {"shifts": [-sh, -sw], "dims": [1, 2]}, [t], need_hw=False)
+    (t,) = sc.emit("reshape", {"shape": [nh, wh, nw, ww, c]}, [t], need_hw=False)
+    (t,) = sc.emit("permute", {"dims": [0, 1, 3, 2, 4, 5]}, [t], need_hw=False)
+    (t,) = sc.emit("reshape", {"shape": [nh * nw, n_tok, heads, c // heads]}, [t], need_hw=False)
+    (q,) = sc.emit("transpose", {"dim0": 2, "dim1": 3}, [t], need_hw=False, nid=sc.fresh_id("tok"))
+    if g.chance(0.75):
+        table = sc.emit_param([heads, (2 * wh - 1) * (2 * ww - 1)], [])
+        (idx,) = sc.emit("relative_position_index", {"window": [wh, ww] if wh != ww or g.chance(0.3) else wh}, [],
+                         need_hw=False, nid=sc.fresh_id("index"))
+        (bias,) = sc.emit("index_select", {"dim": g.choice((1, -2))}, [table, idx], need_hw=False, batched=False)
+        if shift:
+            attrs: dict[str, Any] = {"resolution": [h, w], "window": [wh, ww], "shift": [sh, sw]}
+            if g.chance(0.3):
+                attrs["fill"] = -1000.0
+            (mask,) = sc.emit("shifted_window_mask", attrs, [], need_hw=False, nid=sc.fresh_id("mask"))
+            (bias,) = sc.emit("add", {}, [bias, mask], need_hw=False, batched=False)
+    else:  # ConViT's relative coordinates, reduced to one additive map
+        (rel,) = sc.emit("relative_coords", {"grid": [wh, ww]}, [], need_hw=False, nid=sc.fresh_id("rel"))
+        (rel,) = sc.emit("permute", {"dims": [0, 3, 1, 2]}, [rel], need_hw=False, batched=False)
+        (rel,) = sc.emit("mean", {"dims": [1]}, [rel], need_hw=False, batched=False)
+        (bias,) = sc.emit("scale", {"value": -0.25}, [rel], need_hw=False, batched=False)
+    (o,) = sc.emit("sdpa", {}, [q, q, q, bias], need_hw=False)
+    (o,) = sc.emit("transpose", {"dim0": 2, "dim1": 3}, [o], need_hw=False)
+    (o,) = sc.emit("reshape", {"shape": [nh, nw, wh, ww, c]}, [o], need_hw=False)
+    (o,) = sc.emit("permute", {"dims": [0, 1, 3, 2, 4, 5]}, [o], need_hw=False)
+    (o,) = sc.emit("reshape", {"shape": [h, w, c]}, [o], need_hw=False)
+    if shift:
+        (o,) = sc.emit("roll", {"shifts": [sh, sw], "dims": [1, 2]}, [o], need_hw=False)
+    sc.emit("permute", {"dims": [0, 3, 1, 2]}, [o])
+
+
+def unit_pointwise(sc: Scope) -> None:
+    """abs / clamp / sum (n-ary or over dims) / a comparison feeding where / expand / constants, shape kept."""
+    g = sc.g
+    x = sc.pick_input((4, 3, 2) if sc.free else (4,), need_ref=True)
+    kind = g.int(0, 8)
+    if kind == 0:
+        sc.emit("abs", {}, [x])
+    elif kind == 1:
+        attrs = g.choice(({"min": 0.0}, {"max": 0.5}, {"min": -0.5, "max": 0.5}))
+        sc.emit("clamp", attrs, [x])
+    elif kind == 2:
+        partners = sc.partners(x, lambda a, b: a.shape == b.shape and a.dtype == b.dtype)
+        ins = [x] + [g.choice(partners) for _ in range(g.int(1, 2))] if partners else [x, x]
+        sc.emit("sum", {}, ins, nid=sc.fresh_id("total"))
+    elif kind == 3:
+        (r,) = sc.emit("sum", {"dims": [-1]}, [x], need_hw=False, nid=sc.fresh_id("rowsum"))
+        sc.emit("sub", {}, [x, r], nid=sc.fresh_id("centred"))
+    elif kind in (4, 7, 8):  # six comparison ops share these draws
+        op = g.choice(("eq", "ne", "lt", "le", "gt", "ge"))
+        (y,) = sc.emit("scale", {"value": 0.5, "offset": 0.1}, [x], nid=sc.fresh_id("half"))
+        if g.chance(0.5):
+            (cond,) = sc.emit(op, {"value": 0.0}, [x], nid=sc.fresh_id("cond"))
+        else:
+            (cond,) = sc.emit(op, {}, [x, y], nid=sc.fresh_id("cond"))
+        sc.emit("where", {}, [cond, x, y], nid=sc.fresh_id("picked"))
+        sc.vals.remove(cond)  # a bool value: nothing else may read it
+    elif kind == 5:
+        p = sc.emit_param([1, *_one_shape(x)], [])
+        (e,) = sc.emit("expand", {}, [p, x], nid=sc.fresh_id("tokens"))
+        sc.emit("add", {}, [x, e])
+    else:
+        shape = _one_shape(x)
+        value = [[[0.5]]] if len(shape) == 3 else [[1.5]] if len(shape) == 2 else [2.0]
+        (k,) = sc.emit("constant", {"value": value}, [], need_hw=False, nid=sc.fresh_id("const"))
+        sc.emit("mul", {}, [x, k])
+
+
+def unit_positions(sc: Scope) -> None:
+    """NCHW -> tokens + a fixed sin-cos position embedding -> back to NCHW."""
+    x = sc.pick_input((4,), need_ref=True)
+    c, h, w = _one_shape(x)
+    if c % 4:
+        raise Infeasible("sin-cos needs 4 | C")
+    (t,) = sc.emit("flatten", {"start": 2}, [x], need_hw=False)
+    (t,) = sc.emit("transpose", {"dim0": 1, "dim1": 2}, [t], need_hw=False, nid=sc.fresh_id("tok"))
+    (pe,) = sc.emit("sincos_pos_embed", {"grid": [h, w], "dim": c}, [], need_hw=False, nid=sc.fresh_id("pos"))
+    (t,) = sc.emit("add", {}, [t, pe], need_hw=False)
+    (t,) = sc.emit("transpose", {"dim0": 1, "dim1": 2}, [t], need_hw=False)
+    sc.emit("reshape", {"shape": [c, h, w]}, [t])
+
+
+def unit_deconv(sc: Scope) -> None:
+    """conv_transpose2d up, then resize back to the input's size (a reference input) or pool down."""
+    g = sc.g
+    x = sc.pick_input((4,), need_ref=True)
+    out = sc.pick_int(lambda v, k: 1 <= v <= MAX_C, (4, 8))
+    k = g.choice((2, 3, 4))
+    attrs: dict[str, Any] = {"out": out, "kernel": k, "stride": 2}
+    if k == 4:
+        attrs["padding"] = 1
+    elif k == 3:
+        attrs.update({"padding": 1, "output_padding": 1})
+    (u,) = sc.emit("conv_transpose2d", attrs, [x], need_hw=False, nid=sc.fresh_id("up"))
+    if g.chance(0.6):
+        sc.emit("resize", {"mode": g.choice(("nearest", "bilinear"))}, [u, x], nid=sc.fresh_id("back"))
+    else:
+        sc.emit("avgpool2d", {"kernel": 2}, [u])
+
+
 UNITS: list[tuple[Callable[[Scope], None], int, bool]] = [
     # (unit, weight, allowed in block bodies)
     (step_op, 30, True), (unit_residual, 6, True), (unit_se, 3, True), (unit_tokens, 2, True),
     (unit_channels_last, 2, True), (unit_param, 3, True), (unit_attention, 2, True), (unit_sdpa, 2, True),
     (unit_fft, 1, True), (unit_div, 1, True), (unit_ska, 1, True), (unit_split_merge, 3, True), (unit_up_down, 1, True), (unit_head, 1, False),
     (unit_op_repeat, 4, True), (unit_block, 12, True),
+    (unit_windows, 1, True), (unit_pointwise, 2, True), (unit_positions, 1, True), (unit_deconv, 1, True),
 ]
 
 
