@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from archc.diagnostics import ArchcError
 
 __all__ = ["DTYPES", "DTYPE_TOLERANCES", "Precision", "parse_precision", "tolerance", "convert_model", "convert_inputs",
-           "precise_factory", "precision_source", "cannot_run", "PrecisionError", "cpu_features"]
+           "precise_factory", "precision_source", "cannot_run", "precision_mismatch", "PrecisionError", "cpu_features"]
 
 #: ``--dtype`` names → torch dtypes
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -180,6 +181,21 @@ def cannot_run(exc: BaseException, target: str, precision: Precision) -> Precisi
         hint = f"use --dtype fp32 (PyTorch has no {precision.dtype} kernel on this device for an op this model uses)"
     return PrecisionError(f"target '{target}' cannot run {precision.dtype} on {where}: {runtime} has no {precision.dtype} kernel "
                           f"for an op of this model ({text[:200]})", hint=hint)
+
+
+def precision_mismatch(target: str, ref: Any, got: Any, err: float, tol: float) -> PrecisionError:
+    """The error for a reduced-precision artifact too far from the float32 module: overflow, or error past the tolerance."""
+    refs = ref if isinstance(ref, (tuple, list)) else (ref,)
+    gots = got if isinstance(got, (tuple, list)) else (got,)
+    peak = max(float(torch.as_tensor(r).detach().float().abs().max()) for r in refs)
+    bad = any(not bool(torch.isfinite(torch.as_tensor(g).detach().float()).all()) for g in gots)
+    if bad:
+        return PrecisionError(f"the {target} artifact overflows in its reduced dtype: its outputs hold inf/NaN where the float32 "
+                              f"module's peak is {peak:.3g} (float16 holds at most 65504)",
+                              hint="use --dtype bf16 (float32's range) or fp32")
+    return PrecisionError(f"the {target} artifact is too far from the float32 module in its reduced dtype: max relative error "
+                          f"{err:.3e} > {tol:.0e}", hint="this model accumulates more rounding error than the dtype's tolerance "
+                          "allows; use a wider dtype (--dtype fp32)")
 
 
 def cpu_features() -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 
+from archc.backends.cudagraph.choice import emit_choice
 from archc.backends.cudagraph.triton_dwpw import emit_runtime
 
 from archc.passes.fusion import Flow
@@ -45,7 +46,15 @@ class CUDAGraphRunner:
         if self.device.type != "cuda":
             raise ValueError(f"CUDAGraphRunner needs a CUDA device, got {{self.device}}")
         self.model = model.eval().to(self.device)
-        self.static_input = torch.zeros(self.shape, device=self.device)
+        # the model's dtype and layout (archc compile --dtype/--channels-last): a float32 input buffer would not fit it
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
+        self.static_input = torch.zeros(self.shape, device=self.device, dtype=dtype)
+        if globals().get("CHANNELS_LAST") and len(self.shape) == 4:
+            self.static_input = self.static_input.contiguous(memory_format=torch.channels_last)
+        choose = globals().get("apply_choice")  # fused modules: each dwpw chain measured here, or the record applied
+        if choose is not None:
+            with torch.no_grad():
+                self.fusion = choose(self.model, self.static_input.normal_())
         side = torch.cuda.Stream(device=self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side), torch.no_grad():
@@ -201,7 +210,7 @@ def cudagraph_source(module_source: str, shape: tuple[int, ...], fused: bool = F
     if fused:
         src, n = dwpw_rewrite(src)
         notes.append(f"{n} conv k×k → conv 1×1 chain(s) call the generated Triton kernel on CUDA (dwpw)")
-        src = src.rstrip("\n") + "\n\n" + emit_runtime().rstrip("\n") + "\n"
+        src = src.rstrip("\n") + "\n\n" + emit_runtime().rstrip("\n") + "\n" + emit_choice().rstrip("\n") + "\n"
     src = src.rstrip("\n") + "\n" + RUNNER_SOURCE.format(shape=tuple(int(d) for d in shape)).rstrip("\n") + "\n"
     ast.parse(src)
     return src, notes

@@ -130,8 +130,8 @@ def dwpw_supported(c1, c2, x):
 
 
 def dwpw(c1, c2, x, act1="none", act2="none", residual=None):
-    """act2(c2(act1(c1(x)))) [+ residual]: one Triton kernel on CUDA when supported, else the PyTorch ops."""
-    if not dwpw_supported(c1, c2, x) or (residual is not None and not residual.is_cuda):
+    """act2(c2(act1(c1(x)))) [+ residual]: one Triton kernel on CUDA when supported (and not measured slower), else the PyTorch ops."""
+    if getattr(c1, "archc_unfused", False) or not dwpw_supported(c1, c2, x) or (residual is not None and not residual.is_cuda):
         y = _TORCH_ACTS[act2](c2(_TORCH_ACTS[act1](c1(x))))
         return y if residual is None else residual + y
     x = x.contiguous()

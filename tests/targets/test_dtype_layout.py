@@ -187,3 +187,20 @@ def test_cudagraph_runner_in_bf16_on_cuda(tmp_path: Path, preps: dict[str, Any])
     assert runner.static_input.dtype == torch.bfloat16
     got = runner(mod.prepare_input(prep.inputs[0]).cuda())
     assert max_rel_error(_reference(prep), got) <= DTYPE_TOLERANCES["bf16"]
+
+
+def test_fp16_overflow_is_named_not_blamed_on_archc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # weights whose activations pass float16's 65504: the fp16 artifact is refused as an overflow, bf16 compiles
+    from archc.compiler import compile_spec
+    from archc.passes.equivalence import module_from_source
+
+    monkeypatch.chdir(tmp_path)
+    model = module_from_source(compile_spec(MINI).source).create_model()
+    state = {k: (v * 40 if k.endswith("conv.weight") else v) for k, v in model.state_dict().items()}
+    torch.save(state, tmp_path / "big.pth")
+    assert main(["-q", "compile", str(MINI), "--pipeline", "deploy", "--weights", "big.pth", "--dtype", "fp16", "-o", "m.py"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the pytorch artifact overflows in its reduced dtype") and "help: use --dtype bf16" in err
+    assert not (tmp_path / "m.py").exists()
+    assert main(["-q", "compile", str(MINI), "--pipeline", "deploy", "--weights", "big.pth", "--dtype", "bf16", "-o", "m.py"]) == 0

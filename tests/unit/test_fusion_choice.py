@@ -190,3 +190,66 @@ def test_artifact_applies_its_record_and_falls_back_when_it_does_not_match(tmp_p
 
 def fc_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max()) / float(a.float().abs().max())
+
+
+# -- the first-run choice of fused cudagraph modules (dwpw chains), decided on CPU with a scripted timer --
+
+DWPW_SPEC = """archc: 1
+name: dwpw
+inputs:
+  x: [B, 8, 16, 16]
+blocks:
+  blk:
+    graph:
+      - dw: {op: conv2d, out: 8, kernel: 3, groups: 8}
+      - act: relu
+      - pw: {op: conv2d, out: 8, kernel: 1}
+      - add: {op: add, in: [x, pw]}
+graph:
+  - b1: blk
+  - b2: blk
+"""
+
+
+def test_cudagraph_dwpw_chains_are_chosen_on_first_run_and_recorded(tmp_path: Path) -> None:
+    from archc.backends.cudagraph import cudagraph_source
+
+    cg = prepare("dwpw.yaml", CompileOptions(pipeline="fused", check=False), text=DWPW_SPEC)
+    src, _ = cudagraph_source(cg.source, tuple(cg.inputs[0].shape), fused=True)
+    out = tmp_path / "cg.py"
+    out.write_text(src)
+    mod = import_file(out)
+    model = mod.create_model().eval()
+    x = cg.inputs[0]
+    with torch.no_grad():
+        ref = model(x)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.archc_unfused = True  # record the chains through the PyTorch path: Triton cannot run on CPU
+    mod.dwpw_supported = lambda c1, c2, x: True  # as if on a GPU the kernel supports
+    seen: list[str] = []
+
+    def timer(label: str, fused: Callable[[], Any], unfused: Callable[[], Any]) -> list[tuple[float, float]]:
+        seen.append(label)
+        unfused()  # the fused form would launch the Triton kernel
+        return [(1.0, 2.0)] * 8 if len(seen) % 2 else [(2.0, 1.0)] * 8
+
+    rec = mod.apply_choice(model, x, timer)
+    assert len(seen) == 2 and rec["key"]["shape"] == list(x.shape) and rec["key"]["device"] == "cpu"
+    kept = {n for n, c in rec["chains"].items() if c["fused"]}
+    assert kept == set(seen[::2]) and set(rec["unfused"]) == set(seen[1::2])
+    assert {n for n, m in model.named_modules() if getattr(m, "archc_unfused", None) is False} == kept
+    stored = json.loads((tmp_path / "cg.fusion.json").read_text())
+    assert stored["unfused"] == rec["unfused"]
+    # the second run applies the record without timing; another shape is measured again
+    seen.clear()
+    fresh = mod.create_model().eval()
+    assert mod.apply_choice(fresh, x, timer)["unfused"] == rec["unfused"] and seen == []
+    for m in fresh.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.archc_unfused = True
+    mod.apply_choice(fresh, torch.cat([x, x]), timer)
+    assert seen
+    mod.dwpw_supported = lambda c1, c2, x: False
+    with torch.no_grad():  # a chain kept "fused" still computes the same function where the kernel cannot run
+        assert fc_rel(ref, model(x)) <= 1e-5
