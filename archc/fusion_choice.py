@@ -17,18 +17,21 @@ and the dtype, so it is measured, not assumed:
 back to back (the order alternates each round, so load drifting on a shared machine hits both). The
 fused form is kept only when the median ratio is below ``1 - MIN_GAIN`` (2 % faster) *and* the upper
 quartile of the ratios is below 1 (fused was faster in at least three rounds out of four). A tie
-within 2 %, a loss, or rounds too noisy to tell keep the unfused form: a tie never makes the fused
-artifact slower than deploy.
+(median within ±2 %), a loss, or rounds too noisy to tell keep the unfused form: a tie never makes
+the fused artifact slower than deploy.
 
 **The record.** The decisions are a property of one machine, not of the spec, so the generated
 ``.py`` stays byte-identical for the same input: they go to ``<artifact>.fusion.json`` beside it
-(:func:`record_json`), keyed by what they were measured for — device (CPU model and ISA level), torch version, input
-shape, dtype and the sha256 of the module source (the thread count is recorded, not compared). The module's ``create_model()`` applies
-the record when the key matches this process (:func:`record_mismatch`); when it does not (another
-machine, another torch or thread count, another shape passed as ``create_model(input_shape=...)``,
-an edited module) it warns in one line and runs the safe form — every chain unfused, NCHW — until
-the artifact is compiled again on this machine. An artifact imported without a file (in memory)
-has no record and runs every chain fused.
+(:func:`record_json`), keyed by what they were measured for — device (CPU model and ISA level),
+torch version, input shape, dtype and the sha256 of the module source (the thread count is
+recorded, not compared). The module's ``create_model()`` applies the record when the key matches
+this process (:func:`record_mismatch`); when it does not (another machine or torch version,
+another shape passed as ``create_model(input_shape=...)``, an edited module, a missing record) it
+warns in one line and runs the safe form — every chain unfused, NCHW — until the artifact is
+compiled again on this machine. An artifact imported without a file (in memory) has no record
+and runs every chain fused. The torchscript artifact carries the choice inside the ``.pt``. Fused
+``cudagraph`` modules make the same choice for their Triton chains on the first run on a GPU
+(:mod:`archc.backends.cudagraph.choice`).
 
 The timer is injectable (:data:`Timer`): tests decide with scripted timings, without a clock.
 """

@@ -10,6 +10,10 @@ The artifact is the PyTorch backend's module (of the chosen pipeline) plus:
 * with ``--pipeline fused``: each k×k conv → [activation] → 1×1 conv [→ activation] [+ residual] chain of a
   region's forward calls ``dwpw(...)``, a generated Triton kernel that keeps the intermediate
   tensor in registers (see :mod:`.triton_dwpw`); without Triton or CUDA it runs the PyTorch convs.
+  When the runner is built, each chain is timed against its PyTorch convs on that GPU and the
+  faster kept, or the record of an earlier run applied (:mod:`.choice`, ``<module>.fusion.json``);
+* with ``--dtype``/``--channels-last`` (:mod:`archc.precision`): the runner's input buffer takes the
+  model's dtype and layout.
 """
 
 from __future__ import annotations
