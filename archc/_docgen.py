@@ -242,7 +242,9 @@ def schema_json() -> dict[str, Any]:
         },
         "blocks": _ref("blocks"),
         "graph": _ref("graph"),
-        "outputs": {**_ref("refs"), "description": "model outputs (default: the last node)"},
+        "outputs": {"anyOf": [_ref("refs"), {"type": "object", "minProperties": 1,
+                                             "additionalProperties": {"type": "string"}}],
+                    "description": "model outputs (default: the last node); a mapping name: ref makes forward return a dict"},
         "scaling": {"type": "object", "description": "scaling rules (free-form for now)"},
         "head": {
             "type": "object",

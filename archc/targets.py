@@ -208,9 +208,12 @@ def check_output(out: Path, target: str, inputs: Sequence[Path | str | None], fi
 
 
 def max_rel_error(ref: Any, got: Any) -> float:
-    """max |ref − got| / max |ref| over all outputs (tensors or arrays)."""
-    refs = ref if isinstance(ref, (tuple, list)) else (ref,)
-    gots = got if isinstance(got, (tuple, list)) else (got,)
+    """max |ref − got| / max |ref| over all outputs (tensors or arrays; named outputs by name, or in order
+    against a runtime that returns a list, as ONNX does)."""
+    if isinstance(ref, dict) and isinstance(got, dict) and list(ref) != list(got):
+        return float("inf")
+    refs = list(ref.values()) if isinstance(ref, dict) else ref if isinstance(ref, (tuple, list)) else (ref,)
+    gots = list(got.values()) if isinstance(got, dict) else got if isinstance(got, (tuple, list)) else (got,)
     if len(refs) != len(gots):
         return float("inf")
     err = 0.0

@@ -205,5 +205,9 @@ def spec_text(graph: Graph) -> str:
         for name, body in p.defs.items():
             lines.append(f"  {name}:")
             lines += [f"    {s}" for s in body]
-    lines += [s for s in top if not s.startswith("inputs: ")]
+    lines += [s for s in top if not s.startswith("inputs: ") and not (graph.meta.get("output_names") and s.startswith("outputs: "))]
+    names = graph.meta.get("output_names")
+    if names:  # named outputs print as the mapping they were written as
+        refs = [p.refs(graph, (r,)) for r in graph.outputs]
+        lines.append("outputs: {" + ", ".join(f"{k}: {v}" for k, v in zip(names, refs)) + "}")
     return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ import torch
 from archc.diagnostics import CheckpointError
 from archc.ir.graph import Graph
 
-__all__ = ["module_from_graph", "module_from_source", "randomize", "max_rel_error", "check_state_dict", "Reference"]
+__all__ = ["module_from_graph", "module_from_source", "randomize", "max_rel_error", "check_state_dict", "output_tuple", "Reference"]
 
 
 def module_from_source(source: str, name: str = "archc_generated") -> ModuleType:
@@ -83,6 +83,13 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, A
                                   hint="the checkpoint is corrupt or diverged; a converted model would be meaningless")
 
 
+def output_tuple(out: Any) -> tuple[Any, ...]:
+    """A module's outputs as a tuple: a tensor, a tuple, or named outputs (a dict, in its order)."""
+    if isinstance(out, dict):
+        return tuple(out.values())
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
 def rel_error(ref: torch.Tensor, got: torch.Tensor) -> float:
     """max|ref − got| / max|ref|; inf when either side holds a NaN or inf (a non-finite output never passes)."""
     if not bool(torch.isfinite(ref).all()) or not bool(torch.isfinite(got).all()):
@@ -107,7 +114,7 @@ class Reference:
         self.dtype = dtype
         with torch.no_grad():
             out = ref(*self.inputs)
-        self.outputs = out if isinstance(out, tuple) else (out,)
+        self.outputs = output_tuple(out)
 
     def error(self, after: Graph, weight_fn: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]) -> float:
         """Max relative output error of ``after`` with the converted reference weights."""
@@ -115,7 +122,7 @@ class Reference:
         cand.load_state_dict(weight_fn(self.weights), strict=True)
         with torch.no_grad():
             out = cand(*self.inputs)
-        outs = out if isinstance(out, tuple) else (out,)
+        outs = output_tuple(out)
         err = 0.0 if len(outs) == len(self.outputs) else math.inf
         for x, y in zip(self.outputs, outs):
             err = max(err, rel_error(x, y))

@@ -737,7 +737,7 @@ def check_fused(unfused_source: str, fused_source: str, state_dict: Mapping[str,
     Returns the two max relative errors.
     """
     from archc.diagnostics import PassError
-    from archc.passes.equivalence import module_from_source, randomize, rel_error
+    from archc.passes.equivalence import module_from_source, output_tuple, randomize, rel_error
 
     ref_mod = module_from_source(unfused_source, "archc_unfused")
     fused_mod = module_from_source(fused_source, "archc_fused")
@@ -757,8 +757,7 @@ def check_fused(unfused_source: str, fused_source: str, state_dict: Mapping[str,
         with torch.no_grad():
             a = ref(*xs)
             b = fused(*xs)
-        a_t = a if isinstance(a, tuple) else (a,)
-        b_t = b if isinstance(b, tuple) else (b,)
+        a_t, b_t = output_tuple(a), output_tuple(b)
         err = 0.0 if len(a_t) == len(b_t) else math.inf
         for u, v in zip(a_t, b_t):
             err = max(err, rel_error(u, v))  # inf on any NaN/inf: max(0.0, nan) would pass

@@ -103,6 +103,8 @@ class _Expander:
         self.stack: list[str] = []
         #: per graph being expanded: ids of its items not yet expanded (the current one included), with positions
         self.pending: list[dict[str, SourceLoc]] = []
+        #: names of the model's outputs when 'outputs' is a mapping (forward returns a dict)
+        self.output_names: tuple[str, ...] = ()
 
     # -- graphs ---------------------------------------------------------------------------------
     def graph(self, name: str, items: YList, env: Mapping[str, Any], inputs: dict[str, TensorType],
@@ -136,9 +138,22 @@ class _Expander:
             if prev is None:
                 raise SpecError(f"'{name}' has no nodes and no outputs", loc)
             return (prev,)
+        if isinstance(raw, YMap):
+            # named outputs: forward returns a dict (a detection head's boxes and scores, a model's features)
+            if self.stack:
+                raise SpecError("named outputs are for the model's 'outputs'; a block returns a ref or a list of refs",
+                                loc, hint="list the refs, and name the values at the caller with 'names:'")
+            if not raw:
+                raise SpecError("'outputs' names no outputs", loc, hint="e.g. 'outputs: {logits: head}'")
+            for key in raw:
+                if not isinstance(key, str):
+                    raise SpecError(f"output name {key!r} must be a string", raw.key_loc(key), hint=f"quote it: '{key}'")
+                check_identifier(key, raw.key_loc(key), "output name")
+            self.output_names = tuple(raw)
+            return tuple(self.ref(r, raw.loc_of(k, loc), values, out_names)[0] for k, r in raw.items())
         refs = [raw] if isinstance(raw, str) else raw
         if not isinstance(refs, list):
-            raise SpecError("'outputs' must be a ref or a list of refs", loc)
+            raise SpecError("'outputs' must be a ref, a list of refs, or a mapping of names to refs", loc)
         locs = getattr(refs, "locs", [])
         return tuple(self.ref(r, locs[i] if i < len(locs) else loc, values, out_names)[0] for i, r in enumerate(refs))
 
@@ -496,6 +511,11 @@ def expand(doc: SpecDoc, params: Mapping[str, Any], variant: str | None = None) 
         raise SpecError("the spec nests too deeply", doc.raw.loc) from None
     g.input_locs = locs
     g.meta.update({"spec": doc.path, "variant": variant, "params": dict(params), "digest": doc.digest, "doc": doc.doc})
+    if ex.output_names:
+        if doc.head is not None:
+            raise SpecError("a spec with a 'head' returns one tensor, not named outputs", doc.raw.loc_of("outputs"),
+                            hint="drop the names (outputs: <ref>) or the head")
+        g.meta["output_names"] = ex.output_names
     # the author's text of each input dimension: generated models derive in_chans-dependent sizes from it
     g.meta["input_exprs"] = {k: tuple(_input_dims(v)) for k, v in doc.inputs.items()}
     if doc.head is not None:

@@ -59,8 +59,12 @@ def build_onnx(make_model: Callable[[], torch.nn.Module], example_inputs: Sequen
 
     model = set_onednn(make_model().eval(), False)
     names = list(input_names)
-    n_out = _count_outputs(model, example_inputs)
+    with torch.no_grad():
+        y = model(*example_inputs)
+    n_out = len(y) if isinstance(y, (tuple, list, dict)) else 1
     out_names = ["output"] if n_out == 1 else [f"output{i}" for i in range(n_out)]
+    if isinstance(y, dict):  # named outputs keep their names in the ONNX graph
+        out_names = list(y)
     notes: list[str] = []
     attempts: list[tuple[str, Callable[[], bytes]]] = []
     if dynamic_batch:
@@ -129,7 +133,7 @@ def _check_batch2(model: torch.nn.Module, data: bytes, xs: Sequence[torch.Tensor
     x2 = [torch.randn((2, *x.shape[1:]), generator=gen) for x in xs]
     with torch.no_grad():
         ref = model(*x2)
-    refs = ref if isinstance(ref, (tuple, list)) else (ref,)
+    refs = list(ref.values()) if isinstance(ref, dict) else ref if isinstance(ref, (tuple, list)) else (ref,)
     got = run_onnx(data, x2)
     for a, b in zip(refs, got):
         b = torch.from_numpy(np.asarray(b))
@@ -165,12 +169,6 @@ def _export_dynamo(model: torch.nn.Module, xs: Sequence[torch.Tensor], names: li
     prog = torch.onnx.export(model, args, dynamo=True, opset_version=opset, input_names=names, output_names=out_names,
                              dynamic_shapes=shapes, verbose=False)
     return prog.model_proto.SerializeToString()
-
-
-def _count_outputs(model: torch.nn.Module, xs: Sequence[torch.Tensor]) -> int:
-    with torch.no_grad():
-        y = model(*xs)
-    return len(y) if isinstance(y, (tuple, list)) else 1
 
 
 def run_onnx(data: bytes, inputs: Sequence[torch.Tensor], threads: int | None = None) -> list[np.ndarray]:

@@ -1367,7 +1367,8 @@ def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info:
         version=__version__,
         imports=sorted({imp for h in helpers for imp in h.imports}),
         needs_math="math." in "".join("\n".join(c.init) for c in emitted),
-        typing_names=["Any", *(["Dict"] if head is not None else []), *(["Optional"] if head is not None else []),
+        typing_names=["Any", *(["Dict"] if head is not None or graph.meta.get("output_names") else []),
+                      *(["Optional"] if head is not None else []),
                       "Tuple", "Union"],
         helpers=[h.source for h in helpers] + ([_DIVISIBLE.strip("\n") + "\n"] if gen.uses_divisible else []),
         classes=emitted,
@@ -1389,3 +1390,8 @@ def _emit_class(name: str, doc: str, args: list[tuple[str, str]], em: _ClassEmit
     nout = len(body.outputs)
     rtype = "torch.Tensor" if nout == 1 else "Tuple[" + ", ".join(["torch.Tensor"] * nout) + "]"
     return _Emitted(name, doc, sig, em.init, fargs, em.fwd, em.returns, rtype)
+    out_names = graph.meta.get("output_names") or ()
+    if out_names:  # named outputs: forward returns {name: value} in the spec's order
+        values = [top.locals[r] for r in graph.outputs]
+        main.returns = "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(out_names, values)) + "}"
+        main.return_type = "Dict[str, torch.Tensor]"
