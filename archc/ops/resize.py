@@ -99,8 +99,11 @@ def _scales(v: Any) -> tuple[float, float]:
     if len(items) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, float)) for s in items):
         raise OpCheckError(f"'resize' scale must be a number or a pair [s_h, s_w], got {v!r}", "scale")
     for s in items:
-        if not (0.0 < float(s) < math.inf):
-            raise OpCheckError(f"'resize' scale must be > 0 and finite, got {v!r}", "scale")
+        if not math.isfinite(float(s)):
+            raise OpCheckError(f"'resize' scale must be a finite number, got {v!r}", "scale",
+                               hint="write a finite scale such as 2.0")
+        if float(s) <= 0.0:
+            raise OpCheckError(f"'resize' scale must be > 0, got {v!r}", "scale")
     return float(items[0]), float(items[1])
 
 
