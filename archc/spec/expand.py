@@ -523,6 +523,10 @@ def expand(doc: SpecDoc, params: Mapping[str, Any], variant: str | None = None) 
 
         declared = [next(iter(it)) for it in doc.graph if isinstance(it, YMap) and len(it) == 1]
         g.meta["head"] = resolve_head(doc.head, g, params, g.meta["input_exprs"], declared)
+        # the generator expands the spec again with other argument values to see which sizes follow them
+        g.meta["head"]["spec"] = (doc, variant)
+        # the node objects as expanded: a graph holding others was rewritten by passes
+        g.meta["head"]["expanded"] = frozenset(id(n) for n in g)
     return g
 
 

@@ -38,6 +38,7 @@ from archc.backends.pytorch.symbolic import SymInt, Untraceable, checking, has_s
 from archc.backends.pytorch.timm import TIMM_NAMES, ModelArgError, wrap_classifier
 
 from archc import __version__
+from archc.diagnostics import ArchcError
 from archc.ir.graph import Graph, Node, Ref
 from archc.ir.types import TensorType
 from archc.ops import HELPERS, REGISTRY
@@ -183,11 +184,16 @@ class _Gen:
         self.classifier_in: dict[int, str] = {}
         #: ids of block-instance nodes whose input sizes follow a model argument (see _reached)
         self.reached: set[int] = set()
+        #: the model takes no arguments but keeps the head's methods (a graph rewritten by passes)
+        self.fixed = False
 
     def key_of(self, node: Node) -> Any:
         """The class key of a block-instance node."""
         sub = self.classifier_in.get(id(node))
-        return (node.block, self.sig(node.body)) + ((("classifier", sub),) if sub else ())
+        # a use that reads argument-dependent input sizes gets a class of its own: its other uses keep
+        # binding their input sizes to params (a loop inside them relies on it)
+        free = (("free_inputs",),) if id(node) in self.reached else ()
+        return (node.block, self.sig(node.body)) + ((("classifier", sub),) if sub else ()) + free
 
     # signatures ---------------------------------------------------------------------------------
     def sig(self, body: Graph) -> Any:
@@ -619,8 +625,12 @@ class _ClassEmitter:
             self.emit_node(n, nodes, ins, lhs)
             self.spans[n.id] = (first, len(self.fwd))
             if n.id == self.cls.classifier:
-                self.cls.classifier_ctor = wrap_classifier(self.init, self.fwd[-1], n.id, ins[0], lhs,
-                                                           self.types[0][(n.id, 0)], set(self.cls.arg_names.values()))
+                try:
+                    self.cls.classifier_ctor = wrap_classifier(self.init, self.fwd[-1], n.id, ins[0], lhs,
+                                                               self.types[0][(n.id, 0)], set(self.cls.arg_names.values()))
+                except ModelArgError:
+                    if not self.gen.fixed:
+                        raise
         outs = [self.locals[r] for r in b0.outputs]
         self.returns = ", ".join(outs)
         if self.symbolic:
@@ -865,7 +875,17 @@ class _ClassEmitter:
             for j, t in enumerate(outs):
                 tmaps[k][(n.id, j)] = n.types[j] if not self.symbolic or not reads else self.settle(t.with_shape(
                     tuple(_subst(d, rendered, ins_k, list(n.body.inputs)) for d in t.shape)))
-            if self.top and reads and not by_args:
+            if self.top and reads and by_args:
+                # the child reads arguments: a size it leaves opaque is a constant when the spec expanded
+                # with other argument values gives this node the same size
+                alt = self.alt_types(path)
+                for j in range(len(outs)):
+                    t = tmaps[k][(n.id, j)]
+                    if alt is not None and j < len(alt) and len(alt[j].shape) == len(t.shape):
+                        tmaps[k][(n.id, j)] = t.with_shape(tuple(
+                            plain(d) if is_sym(d) and d.expr is None and alt[j].shape[a] == plain(d) else d
+                            for a, d in enumerate(t.shape)))
+            elif self.top and reads:
                 # only input sizes are arguments here (in_chans): a size the child leaves opaque is a
                 # constant when inferring the body again with other such input sizes leaves it unchanged
                 fixed = _input_independent(n, ins_k)
@@ -874,6 +894,22 @@ class _ClassEmitter:
                     tmaps[k][(n.id, j)] = t.with_shape(tuple(
                         plain(d) if is_sym(d) and d.expr is None and fixed[j][a] else d for a, d in enumerate(t.shape)))
         return f"{child.name}({', '.join(parts)})"
+
+    def alt_types(self, path: str) -> list[TensorType] | None:
+        """Output types of top-level node (or repeat item ``<repeat>_<j>``) ``path`` in the spec expanded
+        with every model argument changed; None when the spec cannot be expanded so."""
+        if not hasattr(self, "_alt"):
+            self._alt = _perturbed(self.bodies[0], self.sym.top_args)
+        g = self._alt
+        if g is None:
+            return None
+        if path in g.nodes:
+            return list(g.nodes[path].types)
+        nid, _, j = path.rpartition("_")
+        node = g.nodes.get(nid)
+        if node is not None and node.is_repeat and node.body is not None and j in node.body.nodes:
+            return list(node.body.nodes[j].types)
+        return None
 
     def check_passed(self, node: Node, child: _Class) -> None:
         """The model class: a block param that reads an argument must reach the block's constructor.
@@ -1145,6 +1181,28 @@ def _decides_alike(node: Node, param: str) -> bool:
     return True
 
 
+def _perturbed(graph: Graph, args: frozenset[str]) -> Graph | None:
+    """The graph's spec expanded again with every model argument changed (None if that is refused).
+
+    Each argument moves at once (class and channel counts up, a rate halved and shifted), so a size
+    that stays the same follows none of them.
+    """
+    head = graph.meta.get("head") or {}
+    if "spec" not in head:
+        return None
+    doc, variant = head["spec"]
+    params = dict(graph.meta.get("params") or {})
+    for a in args:
+        v = params[a]
+        params[a] = v / 2 + 0.05 if isinstance(v, float) else v + 3 if isinstance(v, int) and not isinstance(v, bool) else v
+    from archc.spec.expand import expand
+
+    try:
+        return expand(doc, params, variant)
+    except Exception:  # noqa: BLE001 - values the spec refuses: nothing is learned, nothing is settled
+        return None
+
+
 def _infer_body(body: Graph, ins: list[TensorType]) -> list[TensorType]:
     """The output types of ``body`` for input types ``ins`` (the op rules on the bound attributes)."""
     types: dict[tuple[str, int], TensorType] = {(name, 0): t for name, t in zip(body.inputs, ins)}
@@ -1282,14 +1340,26 @@ def generate_classes(graph: Graph, spec_label: str, model_name: str | None = Non
     if head is not None:
         from archc.spec.head import MODEL_ARGS, check_head
 
-        check_head(graph, head)
-        args = [a for a in MODEL_ARGS if a in params]
+        rewritten = not {id(n) for n in graph} <= head.get("expanded", frozenset())
+        try:
+            check_head(graph, head)
+            args = [a for a in MODEL_ARGS if a in params]
+        except ArchcError:
+            if not rewritten:
+                raise
+            head = None  # passes merged the head away: a plain module, as for a spec without one
     while True:
         try:
-            return _generate(graph, spec_label, model_name, block_info, args)
+            return _generate(graph, spec_label, model_name, block_info, args, fixed=head is not None and not args,
+                             use_head=head is not None)
         except ModelArgError as exc:
             if exc.arg == "drop_path_rate" and exc.arg in args:
                 args.remove(exc.arg)  # stochastic depth is optional: a model without the argument is still right
+                continue
+            if args and head is not None and rewritten:
+                # passes rewrote the graph (deploy, fused): the rewritten layers no longer carry the spec's
+                # expressions, so the model is fixed to the compiled values (still split at the head)
+                args = []
                 continue
             from archc.backends.pytorch.timm import refuse
 
@@ -1297,10 +1367,12 @@ def generate_classes(graph: Graph, spec_label: str, model_name: str | None = Non
 
 
 def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info: Mapping[str, Mapping[str, Any]] | None,
-              args: list[str]) -> tuple[str, list[_Class]]:
-    head = graph.meta.get("head") if args else None
+              args: list[str], fixed: bool = False, use_head: bool = True) -> tuple[str, list[_Class]]:
+    """One generation; ``fixed``: the head's methods without model arguments (no reset_classifier)."""
+    head = graph.meta.get("head") if use_head and (args or fixed) else None
     params = graph.meta.get("params") or {}
     gen = _Gen(graph, class_name(model_name or graph.name), block_info or {})
+    gen.fixed = fixed
     name = gen.model_name
     if head is not None:
         for cname in head["classifier"]:
@@ -1337,11 +1409,17 @@ def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info:
     sig = [f"{a}: {_annotation(_type_name(params[a]))} = {literal(params[a])}" for a in args]
     main = _emit_class(name, _doc_text(graph.meta.get("doc", "") or graph.name), [], top, graph)
     main.args = sig
+    out_names = graph.meta.get("output_names") or ()
+    if out_names:  # named outputs: forward returns {name: value} in the spec's order
+        values = [top.locals[r] for r in graph.outputs]
+        main.returns = "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(out_names, values)) + "}"
+        main.return_type = "Dict[str, torch.Tensor]"
     cfg = ""
     if head is not None:
         from archc.backends.pytorch.timm import timm_parts
 
-        for attr in ("num_features", "head_hidden_size", "default_cfg", *args):
+        for attr in ("num_features", "head_hidden_size", "default_cfg", "forward_features", "forward_head",
+                     "reset_classifier", *args):
             if attr in top.attrs:
                 from archc.diagnostics import SpecError
 
@@ -1349,7 +1427,7 @@ def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info:
                                 if attr in graph.nodes else None, hint=f"rename the node, e.g. '{attr}_'")
         holders = {id(graph.nodes[c.partition('.')[0]]): gen.classes[gen.key_of(graph.nodes[c.partition('.')[0]])]
                    for c in head["classifier"] if "." in c}
-        parts = timm_parts(top, graph, head, args, holders)
+        parts = timm_parts(top, graph, head, args, holders, fixed)
         main.init = parts.init_prefix + top.init
         main.forward, main.returns, main.methods, cfg = parts.forward, parts.returns, parts.methods, parts.cfg
     emitted.append(main)
@@ -1376,7 +1454,7 @@ def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info:
         input_shape=literal(first.concrete(1)),
         input_shapes=[(k, literal(t.concrete(1))) for k, t in graph.inputs.items()] if len(graph.inputs) > 1 else [],
         cfg=cfg,
-        create_model=create_model_source(name, args, param_dtype, head is not None),
+        create_model=create_model_source(name, args, param_dtype, head is not None, fixed),
     )
     ast.parse(src)
     return src, list(gen.order)
@@ -1390,8 +1468,3 @@ def _emit_class(name: str, doc: str, args: list[tuple[str, str]], em: _ClassEmit
     nout = len(body.outputs)
     rtype = "torch.Tensor" if nout == 1 else "Tuple[" + ", ".join(["torch.Tensor"] * nout) + "]"
     return _Emitted(name, doc, sig, em.init, fargs, em.fwd, em.returns, rtype)
-    out_names = graph.meta.get("output_names") or ()
-    if out_names:  # named outputs: forward returns {name: value} in the spec's order
-        values = [top.locals[r] for r in graph.outputs]
-        main.returns = "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(out_names, values)) + "}"
-        main.return_type = "Dict[str, torch.Tensor]"

@@ -111,10 +111,13 @@ def _method(head: str, doc: str, body: Sequence[str], returns: str | None) -> st
     return "\n".join(lines)
 
 
-def timm_parts(em: Any, graph: Graph, head: Mapping[str, Any], args: Sequence[str], classes: Mapping[int, Any]) -> TimmParts:
+def timm_parts(em: Any, graph: Graph, head: Mapping[str, Any], args: Sequence[str], classes: Mapping[int, Any],
+               fixed: bool = False) -> TimmParts:
     """The timm methods of the model class emitted by ``em`` (the generator's emitter of the graph).
 
     ``classes`` maps id(block-instance node) → its generated class (for a classifier inside a block).
+    ``fixed``: the model takes no arguments (its layers are the compiled ones), so there is no
+    ``reset_classifier`` and the classifier is not rebuilt.
     """
     parts = TimmParts()
     argset = set(args)
@@ -127,7 +130,7 @@ def timm_parts(em: Any, graph: Graph, head: Mapping[str, Any], args: Sequence[st
     first = min(tops, key=lambda t: em.spans[t][0])
     pre = em.locals[graph.nodes[first].inputs[0]]
     ctors: list[tuple[str, str, str]] = []  # (module path, constructor, condition) over the model's arguments
-    for name in head["classifier"]:
+    for name in head["classifier"] if not fixed else ():
         top, _, sub = name.partition(".")
         node = graph.nodes[top]
         lo, hi = em.spans[top]
@@ -164,7 +167,8 @@ def timm_parts(em: Any, graph: Graph, head: Mapping[str, Any], args: Sequence[st
     width = 1
     for d in ptype.shape[1:]:
         width *= plain(d)
-    parts.init_prefix = [f"self.{a} = {a}" for a in args] + [
+    fixed_count = [f"self.num_classes = {literal(params.get('num_classes'))}"] if fixed else []
+    parts.init_prefix = fixed_count + [f"self.{a} = {a}" for a in args] + [
         f"self.num_features = {_size(_channels(ftype, width))}",
         f"self.head_hidden_size = {width}",
         "self.default_cfg = dict(DEFAULT_CFG)",
@@ -180,10 +184,11 @@ def timm_parts(em: Any, graph: Graph, head: Mapping[str, Any], args: Sequence[st
     reset = ["self.num_classes = num_classes"]
     for path, ctor, cond in ctors:
         reset.append(f"self.{path} = {_substitute(ctor, own)} if {_substitute(cond, own)} else nn.Identity()")
-    parts.methods.append(_method(
-        "def reset_classifier(self, num_classes: int) -> None:",
-        "Replace the classifier by a fresh one for ``num_classes`` classes (0: none, the model gives the "
-        "pre-logits features).", reset, None))
+    if not fixed:
+        parts.methods.append(_method(
+            "def reset_classifier(self, num_classes: int) -> None:",
+            "Replace the classifier by a fresh one for ``num_classes`` classes (0: none, the model gives the "
+            "pre-logits features).", reset, None))
     parts.forward = []
     parts.returns = f"self.forward_head(self.forward_features({inp}))"
     shape = graph.inputs[next(iter(graph.inputs))].shape
@@ -277,8 +282,12 @@ _WEIGHTS_PATH = '''def _weights_path(pretrained: Union[bool, str]) -> str:
     return str(pretrained)'''
 
 
-def create_model_source(model: str, args: Sequence[str], param_dtype: str | None, head: bool) -> str:
-    """The module's helpers and its ``create_model`` (timm's signature for a model with a head)."""
+def create_model_source(model: str, args: Sequence[str], param_dtype: str | None, head: bool, fixed: bool = False) -> str:
+    """The module's helpers and its ``create_model`` (timm's signature for a model with a head).
+
+    ``fixed``: a model without arguments (rewritten by passes): ``num_classes`` and the others are
+    accepted only as None, so timm-style callers get a clear refusal instead of a silent default.
+    """
     helpers = (_LOAD_HEAD if head else _LOAD_PLAIN) + "\n\n\n" + _WEIGHTS_PATH
     build = f"{model}(**kwargs)" + (f".to(torch.{param_dtype})" if param_dtype else "")
     like = f", in {param_dtype} like its input" if param_dtype else ""
@@ -286,7 +295,7 @@ def create_model_source(model: str, args: Sequence[str], param_dtype: str | None
         types = {"num_classes": "Optional[int]", "in_chans": "Optional[int]", "drop_path_rate": "Optional[float]"}
         sig = "".join(f", {a}: {types[a]} = None" for a in ("num_classes", "in_chans", "drop_path_rate"))
         given = ", ".join(f'("{a}", {a})' for a in ("num_classes", "in_chans", "drop_path_rate"))
-        takes = ", ".join(args)
+        takes = ", ".join(args) if args else "no arguments (its layers are fixed to the compiled values)"
         body = [
             f'    """A {model}{like} (timm\'s create_model).',
             "",

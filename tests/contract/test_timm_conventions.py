@@ -6,11 +6,13 @@ spec compiled with ``-p num_classes=10 -p in_chans=1`` (so only the declared lay
 cost table, computed from the spec with those values, counts its parameters); ``forward`` equals
 ``forward_head(forward_features(x))``; ``forward_features`` gives the features node's type;
 ``reset_classifier(0)`` makes ``forward`` the pre-logits features and ``reset_classifier(7)`` gives
-seven logits; ``default_cfg`` names modules that exist.
+seven logits; ``default_cfg`` names modules that exist. Where the model takes ``drop_path_rate``,
+every stochastic-depth rate equals the spec's for that rate.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -51,15 +53,20 @@ def test_timm_interface(path: Path, variant: str | None, tmp_path: Path) -> None
     params = {k: v for k, v in SMALL.items() if k in load_spec_doc(path).params}
     mod = import_source(compile_spec(path, CompileOptions(variant=variant, params=params)).source, tmp_path)
     torch.manual_seed(0)
-    model = mod.create_model(num_classes=10, in_chans=1).eval()
+    # drop_path_rate is an argument where every rate it sets could be derived (not for every spec)
+    takes_rate = "drop_path_rate" in inspect.signature(getattr(mod, type(mod.create_model()).__name__)).parameters
+    rate = {"drop_path_rate": 0.3} if takes_rate else {}
+    model = mod.create_model(num_classes=10, in_chans=1, **rate).eval()
     assert model.num_classes == 10
     # the spec compiled with the new values: the same layers, the same outputs on the same weights
-    given = {**params, "num_classes": 10, "in_chans": 1}
+    given = {**params, "num_classes": 10, "in_chans": 1, **rate}
     expected = compile_spec(path, CompileOptions(variant=variant, params=given))
     ref = import_source(expected.source, tmp_path).create_model().eval()
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
     ref.load_state_dict(model.state_dict())
+    rates = [(name, m.p) for name, m in model.named_modules() if type(m).__name__ == "DropPath"]
+    assert rates == [(name, m.p) for name, m in ref.named_modules() if type(m).__name__ == "DropPath"]
     assert sum(p.numel() for p in model.parameters()) == expected.cost.params == archc.cost(
         path, variant, given).params
     shape = mod.INPUT_SHAPE
@@ -89,3 +96,28 @@ def test_timm_interface(path: Path, variant: str | None, tmp_path: Path) -> None
         model.get_submodule(name)
     assert isinstance(model.get_submodule(cfg["first_conv"]), torch.nn.Conv2d)
     assert model.get_submodule(cfg["first_conv"]).in_channels == 1
+
+
+@pytest.mark.parametrize("name", ["repvgg", "convfirst"])
+def test_deploy_form(name: str, tmp_path: Path) -> None:
+    """After the deploy passes: RepVGG's merged stem still takes in_chans (from its input size) and
+    num_classes; ConvFirst's classifier is folded with its batch norm, so its model is fixed to the
+    compiled values and says so, keeping the feature/head split."""
+    torch.set_num_threads(1)
+    path = ROOT / "specs" / f"{name}.yaml"
+    mod = import_source(compile_spec(path, CompileOptions(pipeline="deploy", params=SMALL)).source, tmp_path)
+    x = torch.randn(2, 3, 64, 64)
+    if name == "convfirst":
+        model = mod.create_model().eval()
+        assert not hasattr(model, "reset_classifier")
+        with pytest.raises(TypeError):
+            mod.create_model(num_classes=10)
+        with torch.no_grad():
+            assert torch.equal(model.forward_head(model.forward_features(x)), model(x))
+        return
+    model = mod.create_model(num_classes=10, in_chans=1).eval()
+    given = {**SMALL, "num_classes": 10, "in_chans": 1}
+    ref = import_source(compile_spec(path, CompileOptions(pipeline="deploy", params=given)).source, tmp_path).create_model()
+    ref.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(model(x[:, :1]), ref.eval()(x[:, :1]))
