@@ -1,4 +1,4 @@
-"""Elementwise math beyond the binary arithmetic: abs, clamp, sum, comparisons, where; and expand.
+"""Elementwise math beyond the binary arithmetic: abs, clamp, sum, comparisons, where, complex_mul; and expand.
 
 Broadcasting follows NumPy (``archc.ops.elementwise.broadcast``). Comparisons return a ``bool``
 tensor (``eq ne lt le gt ge``), against a second input or against the constant ``value``;
@@ -16,7 +16,7 @@ from archc.ops.base import Attr, Lowering, Op, OpCheckError, register
 from archc.ops.elementwise import broadcast
 from archc.ops.shape import axis
 
-__all__ = ["Abs", "Clamp", "Sum", "Expand", "Compare", "Where"]
+__all__ = ["Abs", "Clamp", "Sum", "Expand", "Compare", "Where", "ComplexMul"]
 
 
 class Abs(Op):
@@ -150,6 +150,31 @@ _compare("gt", ">", "a > b (bool), b a second input or 'value'")
 _compare("ge", ">=", "a >= b (bool), b a second input or 'value'")
 
 
+class ComplexMul(Op):
+    """(a_r + i·a_i)(b_r + i·b_i) on tensors packed as a trailing (real, imag) axis of size 2, broadcast."""
+
+    name = "complex_mul"
+    doc = ("Complex product of two tensors packed as (..., 2) = (real, imag), broadcast — e.g. an rfft2 spectrum times a "
+           "learnable complex filter param stored as real pairs (GFNet's global filter)")
+    arity = (2, 2)
+
+    def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
+        x, y = ins
+        for name, t in (("first", x), ("second", y)):
+            if t.rank < 1 or t.shape[-1] != 2:
+                raise OpCheckError(f"'complex_mul' needs a trailing (real, imag) axis of size 2 on its {name} input, got {t}",
+                                   hint="feed the output of 'rfft2' and a param of shape [..., 2]")
+        if x.dtype != y.dtype:
+            raise OpCheckError(f"'complex_mul' dtypes differ: {x} vs {y}")
+        return [x.with_shape((*broadcast(x.shape[:-1], y.shape[:-1]), 2))]
+
+    def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
+        # real arithmetic (no complex dtype): every target, ONNX included, takes it
+        re = "{0}[..., 0] * {1}[..., 0] - {0}[..., 1] * {1}[..., 1]"
+        im = "{0}[..., 0] * {1}[..., 1] + {0}[..., 1] * {1}[..., 0]"
+        return Lowering(None, f"torch.stack([{re}, {im}], -1)")
+
+
 class Where(Op):
     """y = a where cond else b (cond bool; all three broadcast)."""
 
@@ -176,3 +201,4 @@ register(Clamp)
 register(Sum)
 register(Expand)
 register(Where)
+register(ComplexMul)

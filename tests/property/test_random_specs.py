@@ -1347,7 +1347,7 @@ def unit_fft(sc: Scope) -> None:
     (f,) = sc.emit("rfft2", {"norm": norm} if norm else {}, [x], need_hw=False, nid=sc.fresh_id("spec"))
     if g.chance(0.5):
         p = sc.emit_param([h, w // 2 + 1, 2], [(h, w // 2 + 1, 2)] * len(sc.envs))
-        sc.emit("mul", {}, [f, p], need_hw=False)
+        sc.emit(g.choice(("mul", "complex_mul")), {}, [f, p], need_hw=False)
     else:
         sc.emit("scale", {"value": 0.5}, [f], need_hw=False)
     sc.emit("irfft2", {"size": [h, w] if h != w or g.chance(0.5) else h, **({"norm": norm} if norm else {})}, [sc.prev])

@@ -99,3 +99,56 @@ def test_expand_to_the_batch_of_a_reference() -> None:
     assert torch.equal(torch.jit.script(mod)(tok, x), tok.expand(4, -1, -1))
     with pytest.raises(OpCheckError, match="axis 0 of size 1"):
         op.infer(op.bind({}), [TensorType((2, 1, 8)), TensorType(("B", 196, 8))])
+
+
+GLOBAL_FILTER = """\
+archc: 1
+name: global_filter
+inputs: {x: [B, 8, 14, 14]}
+graph:
+  - spectrum: {op: rfft2, norm: ortho}
+  - complex_weight: {op: param, shape: [8, 14, 8, 2], init: normal, std: 0.02}
+  - filtered: {op: complex_mul, in: [spectrum, complex_weight]}
+  - back: {op: irfft2, size: 14, norm: ortho}
+"""
+
+
+def test_complex_mul_is_the_complex_product() -> None:
+    op = get_op("complex_mul")
+    (t,) = op.infer(op.bind({}), [TensorType(("B", 8, 14, 8, 2)), TensorType((8, 14, 8, 2))])
+    assert t.shape == ("B", 8, 14, 8, 2)
+    mod = build_single("complex_mul", {}, [TensorType((2, 3, 5, 2)), TensorType((5, 2))])[0]
+    a, b = torch.randn(2, 3, 5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    want = torch.view_as_real(torch.view_as_complex(a) * torch.view_as_complex(b))
+    torch.testing.assert_close(mod(a, b), want, rtol=1e-15, atol=1e-15)
+    torch.testing.assert_close(torch.jit.script(mod)(a, b), want, rtol=1e-15, atol=1e-15)
+    with pytest.raises(OpCheckError, match="trailing \\(real, imag\\) axis"):
+        op.infer(op.bind({}), [TensorType(("B", 8, 14, 8)), TensorType((8, 14, 8, 2))])
+
+
+def test_global_filter_matches_gfnet_and_exports_to_onnx(tmp_path) -> None:
+    """GFNet's global filter: irfft2(rfft2(x) · W) with W complex, stored as real pairs."""
+    from archc.compiler import CompileOptions, compile_spec
+    from archc.targets import compile_target
+    from tests.artifact import import_source
+
+    spec = tmp_path / "global_filter.yaml"
+    spec.write_text(GLOBAL_FILTER, encoding="utf-8")
+    res = compile_spec(spec, CompileOptions())
+    assert res.cost.params == 8 * 14 * 8 * 2 and res.cost.macs == 0
+    model = import_source(res.source, tmp_path).create_model().eval().double()
+    x = torch.randn(2, 8, 14, 14, dtype=torch.float64)
+    w = torch.view_as_complex(model.complex_weight)
+    want = torch.fft.irfft2(torch.fft.rfft2(x, norm="ortho") * w, s=(14, 14), norm="ortho")
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want, rtol=1e-12, atol=1e-13)
+    targets = [("torchscript", ".pt"), ("export", ".pt2")]
+    try:
+        import onnxruntime  # noqa: F401
+
+        targets.append(("onnx", ".onnx"))
+    except ImportError:
+        pass
+    for target, suffix in targets:
+        out = compile_target(spec, CompileOptions(target=target), tmp_path / f"m{suffix}")
+        assert all(e <= 1e-4 for e in out.errors.values()), out.errors
