@@ -53,5 +53,5 @@ def observed(model: torch.nn.Module, graph: Graph, batch: int = 1) -> tuple[list
     finally:
         for h in hooks:
             h.remove()
-    ys = y if isinstance(y, (tuple, list)) else (y,)
+    ys = list(y.values()) if isinstance(y, dict) else y if isinstance(y, (tuple, list)) else (y,)  # named outputs in order
     return [o.shape for o in ys], fc.get_total_flops() // 2, seen

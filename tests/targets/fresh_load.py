@@ -18,9 +18,15 @@ sys.modules["archc"] = None  # type: ignore[assignment]  # any 'import archc' no
 import torch  # noqa: E402
 
 
+def outputs(y):
+    """A model's outputs as a tuple: named outputs (a dict) in order; ONNX runtimes return them as a list."""
+    return tuple(y.values()) if isinstance(y, dict) else tuple(y) if isinstance(y, (tuple, list)) else (y,)
+
+
 def rel_err(ref, got):
-    refs = ref if isinstance(ref, (tuple, list)) else (ref,)
-    gots = got if isinstance(got, (tuple, list)) else (got,)
+    if isinstance(ref, dict) and isinstance(got, dict) and list(ref) != list(got):
+        return float("inf")
+    refs, gots = outputs(ref), outputs(got)
     if len(refs) != len(gots):
         return float("inf")
     err = 0.0
@@ -89,8 +95,7 @@ def main():
                 if case.get("batch2"):  # a dynamic batch: batch 2 runs and gives the batch-1 result twice
                     x2 = [torch.cat([x, x]) for x in xs]
                     got2 = fn(*x2)
-                    g2 = got2 if isinstance(got2, (tuple, list)) else (got2,)
-                    e1 = expected if isinstance(expected, (tuple, list)) else (expected,)
+                    g2, e1 = outputs(got2), outputs(expected)
                     err2 = max(rel_err(torch.cat([torch.as_tensor(e)] * 2), torch.as_tensor(g)) for e, g in zip(e1, g2))
                     res["err_batch2"] = err2
                     res["ok"] = res["ok"] and err2 <= case["tol"]
