@@ -156,6 +156,9 @@ def quantize_prepared(prep, target: str, out: Path, quant: QuantOptions, spec: s
     With ``spec`` and ``options`` (the ONNX target) a spec whose branches the deploy pipeline merged
     also gets the merged-vs-unmerged comparison (:mod:`archc.quantize.reparam`).
     """
+    if len(prep.input_names) != 1:
+        raise QuantizeError(f"--quantize takes models with one input; '{prep.compile.doc.name}' has {len(prep.input_names)} "
+                            f"({', '.join(prep.input_names)})", hint="quantize a single-input model")
     calib = _calibration(prep, quant)
     threshold = quant.min_sqnr if quant.min_sqnr is not None else REPORT_THRESHOLD
     if target == "onnx":
