@@ -54,7 +54,8 @@ def test_timm_interface(path: Path, variant: str | None, tmp_path: Path) -> None
     mod = import_source(compile_spec(path, CompileOptions(variant=variant, params=params)).source, tmp_path)
     torch.manual_seed(0)
     # drop_path_rate is an argument where every rate it sets could be derived (not for every spec)
-    takes_rate = "drop_path_rate" in inspect.signature(getattr(mod, type(mod.create_model()).__name__)).parameters
+    model_class = inspect.signature(mod.create_model).return_annotation
+    takes_rate = "drop_path_rate" in inspect.signature(model_class).parameters
     rate = {"drop_path_rate": 0.3} if takes_rate else {}
     model = mod.create_model(num_classes=10, in_chans=1, **rate).eval()
     assert model.num_classes == 10
