@@ -1099,7 +1099,9 @@ def _fold(py: str) -> str:
     """
 
     def const(node: ast.AST) -> Any:
-        if any(isinstance(x, ast.Name) for x in ast.walk(node)):
+        # a called function's name (sum, max, ...) is no variable: sum([2, 2][:1]) is a constant
+        funcs = {id(x.func) for x in ast.walk(node) if isinstance(x, ast.Call)}
+        if any(isinstance(x, ast.Name) and id(x) not in funcs for x in ast.walk(node)):
             raise ValueError
         v = compile_expr(ast.unparse(node)).eval({})
         if not isinstance(v, (bool, int, float, str, type(None))):

@@ -156,7 +156,8 @@ def timm_parts(em: Any, graph: Graph, head: Mapping[str, Any], args: Sequence[st
         if not call.endswith(")"):
             raise ModelArgError("num_classes", f"the classifier block '{first}' is not called with one value")
         fwd[hi - 1] = call[:-1] + ", pre_logits=pre_logits)"
-        fwd.insert(hi, f"if pre_logits:\n            return {lhs}")
+        if hi < len(fwd):  # statements after the head block (a flatten, a second head) are skipped
+            fwd.insert(hi, f"if pre_logits:\n            return {lhs}")
     else:
         fwd.insert(lo, f"if pre_logits:\n            return {pre}")
     params = graph.meta.get("params") or {}
