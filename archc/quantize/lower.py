@@ -116,13 +116,11 @@ def check_request(options: CompileOptions, quant: QuantOptions) -> None:
 
 
 def _calibration(prep, quant: QuantOptions) -> CalibrationData:  # noqa: ANN001 - archc.targets.Prepared
-    g = prep.compile.graph
+    # only the images are used: read as classification data whatever the model's task (a depth model's
+    # live/spoof folders are two classes; no depth maps or liveness labels are needed)
     shape = tuple(prep.shapes[0][1:])
-    out = g.output_types[0].concrete(1)
-    task = "classification" if len(out) == 2 else "depth"
-    out_hw = tuple(out[-2:]) if task == "depth" else None
     return calibration_data(quant.calib, quant.calib_random, shape, quant.calib_batches, quant.calib_batch_size,
-                            task=task, out_hw=out_hw, seed=quant.seed)  # type: ignore[arg-type]
+                            task="classification", seed=quant.seed)
 
 
 def _resolve(names: Sequence[str], known: dict[str, str]) -> list[str]:
