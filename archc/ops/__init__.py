@@ -9,6 +9,7 @@ from archc.ops import (  # noqa: F401  (registration)
     dynamic,
     elementwise,
     indexing,
+    levels,
     levit_bias,
     linear,
     misc,
