@@ -39,8 +39,8 @@ PERCENTILE = 0.9999
 #: ``mse`` searches ranges down to this fraction of the min/max range
 MSE_MIN_FRACTION = 0.2
 MSE_STEPS = 81
-SAMPLE_PER_BATCH = 65536
-SAMPLE_CAP = 1 << 20
+SAMPLE_PER_BATCH = 32768
+SAMPLE_CAP = 1 << 18
 
 
 class QuantizeError(ArchcError):
