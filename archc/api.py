@@ -252,7 +252,8 @@ class OnnxModel:
         from archc.diagnostics import ArchcError
 
         if len(inputs) != len(self.input_names):
-            raise ArchcError(f"the model takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), got {len(inputs)}")
+            n = len(self.input_names)
+            raise ArchcError(f"the model takes {n} input{'s' if n != 1 else ''} ({', '.join(self.input_names)}), got {len(inputs)}")
         feed = {n: x.detach().cpu().numpy() for n, x in zip(self.input_names, inputs)}
         outs = [torch.from_numpy(o) for o in self.session.run(self.output_names, feed)]
         return outs[0] if len(outs) == 1 else tuple(outs)

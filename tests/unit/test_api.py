@@ -126,7 +126,7 @@ def test_other_artifacts_load(tmp_path: Path) -> None:
         archc.load(tmp_path / "m.pt", num_classes=3)
 
 
-def test_onnx_loads_or_says_what_is_missing(tmp_path: Path) -> None:
+def test_onnx_loads_or_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from archc.backends.onnx import have_onnx, have_onnxruntime
 
     if not have_onnx():
@@ -135,9 +135,11 @@ def test_onnx_loads_or_says_what_is_missing(tmp_path: Path) -> None:
     if have_onnxruntime():
         y = archc.load(tmp_path / "m.onnx")(torch.randn(2, 3, 32, 32))
         assert y.shape == (2, 10, 8, 8)
-    else:
-        with pytest.raises(ArchcError, match="needs onnxruntime"):
-            archc.load(tmp_path / "m.onnx")
+        with pytest.raises(ArchcError, match="takes 1 input "):
+            archc.load(tmp_path / "m.onnx")()
+    monkeypatch.setattr("archc.backends.onnx.have_onnxruntime", lambda: False)
+    with pytest.raises(ArchcError, match="needs onnxruntime"):
+        archc.load(tmp_path / "m.onnx")
 
 
 def test_load_refuses_what_it_cannot_load(tmp_path: Path) -> None:
