@@ -1522,7 +1522,7 @@ def unit_pointwise(sc: Scope) -> None:
     """abs / clamp / sum (n-ary or over dims) / a comparison feeding where / expand / constants, shape kept."""
     g = sc.g
     x = sc.pick_input((4, 3, 2) if sc.free else (4,), need_ref=True)
-    kind = g.int(0, 8)
+    kind = g.int(0, 11)
     if kind == 0:
         sc.emit("abs", {}, [x])
     elif kind == 1:
@@ -1535,7 +1535,7 @@ def unit_pointwise(sc: Scope) -> None:
     elif kind == 3:
         (r,) = sc.emit("sum", {"dims": [-1]}, [x], need_hw=False, nid=sc.fresh_id("rowsum"))
         sc.emit("sub", {}, [x, r], nid=sc.fresh_id("centred"))
-    elif kind in (4, 7, 8):  # six comparison ops share these draws
+    elif kind in (4, 7, 8, 9, 10, 11):  # six comparison ops share these draws
         op = g.choice(("eq", "ne", "lt", "le", "gt", "ge"))
         (y,) = sc.emit("scale", {"value": 0.5, "offset": 0.1}, [x], nid=sc.fresh_id("half"))
         if g.chance(0.5):
