@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from archc.backends.pytorch.model_args import decides_alike, input_independent, perturbed, reached
 from archc.backends.pytorch.render import helper_closure, literal
 from archc.backends.pytorch.symbolic import SymInt, Untraceable, checking, has_sym, is_sym, names_in, plain, sym, tidy
 from archc.backends.pytorch.timm import TIMM_NAMES, ModelArgError, wrap_classifier
@@ -182,7 +183,7 @@ class _Gen:
         self.visited: set[int] = set()
         #: id(block-instance node) → its node that is the model's classifier (a class of its own)
         self.classifier_in: dict[int, str] = {}
-        #: ids of block-instance nodes whose input sizes follow a model argument (see _reached)
+        #: ids of block-instance nodes whose input sizes follow a model argument (see model_args.reached)
         self.reached: set[int] = set()
         #: the model takes no arguments but keeps the head's methods (a graph rewritten by passes)
         self.fixed = False
@@ -888,7 +889,7 @@ class _ClassEmitter:
             elif self.top and reads:
                 # only input sizes are arguments here (in_chans): a size the child leaves opaque is a
                 # constant when inferring the body again with other such input sizes leaves it unchanged
-                fixed = _input_independent(n, ins_k)
+                fixed = input_independent(n, ins_k)
                 for j in range(len(outs)):
                     t = tmaps[k][(n.id, j)]
                     tmaps[k][(n.id, j)] = t.with_shape(tuple(
@@ -899,7 +900,7 @@ class _ClassEmitter:
         """Output types of top-level node (or repeat item ``<repeat>_<j>``) ``path`` in the spec expanded
         with every model argument changed; None when the spec cannot be expanded so."""
         if not hasattr(self, "_alt"):
-            self._alt = _perturbed(self.bodies[0], self.sym.top_args)
+            self._alt = perturbed(self.bodies[0], self.sym.top_args)
         g = self._alt
         if g is None:
             return None
@@ -919,7 +920,7 @@ class _ClassEmitter:
         """
         for param, src in (node.meta.get("exprs") or {}).items():
             taken = param in child.arg_names and child.arg_names[param] in {a for a, _ in child.args}
-            if self.sym.reads_args(src) and not taken and not _decides_alike(node, param):
+            if self.sym.reads_args(src) and not taken and not decides_alike(node, param, _env(node)):
                 arg = sorted(n for n in self.sym.top_args if n in re.findall(r"\w+", src))
                 raise ModelArgError(arg[0] if arg else "", f"block '{node.block}' (node '{node.id}') holds its param "
                                     f"'{param}' = {src} as a constant", node.loc)
@@ -1157,103 +1158,6 @@ def _shift_i(py: str) -> str:
     return tidy(ast.unparse(S().visit(ast.parse(py, mode="eval").body)))
 
 
-def _decides_alike(node: Node, param: str) -> bool:
-    """True when block instance ``node`` would be built the same with other values of its param ``param``.
-
-    A param its class does not take as an argument reaches no size; it can only decide structure
-    (``when``, ``op``, counts). Each such decision of the body is evaluated again with other values.
-    """
-    env = _env(node)
-    value = env.get(param)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    for _key, _nid, src, decided in (node.body.meta.get("decisions") or ()) if node.body is not None else ():
-        m = re.fullmatch(r"\s*\$\{(.*)\}\s*", src, re.S) if isinstance(src, str) else None
-        if m is None:
-            return False
-        try:
-            expr = compile_expr(m.group(1))
-            if param not in expr.names:
-                continue
-            for other in (value + 1, value + 5, 1, 2 * value + 3, value - 1):
-                if expr.eval({**env, param: type(value)(other)}) != decided:
-                    return False
-        except Exception:  # noqa: BLE001 - a decision that does not evaluate here cannot be vouched for
-            return False
-    return True
-
-
-def _perturbed(graph: Graph, args: frozenset[str]) -> Graph | None:
-    """The graph's spec expanded again with every model argument changed (None if that is refused).
-
-    Each argument moves at once (class and channel counts up, a rate halved and shifted), so a size
-    that stays the same follows none of them.
-    """
-    head = graph.meta.get("head") or {}
-    if "spec" not in head:
-        return None
-    doc, variant = head["spec"]
-    params = dict(graph.meta.get("params") or {})
-    for a in args:
-        v = params[a]
-        params[a] = v / 2 + 0.05 if isinstance(v, float) else v + 3 if isinstance(v, int) and not isinstance(v, bool) else v
-    from archc.spec.expand import expand
-
-    try:
-        return expand(doc, params, variant)
-    except Exception:  # noqa: BLE001 - values the spec refuses: nothing is learned, nothing is settled
-        return None
-
-
-def _infer_body(body: Graph, ins: list[TensorType]) -> list[TensorType]:
-    """The output types of ``body`` for input types ``ins`` (the op rules on the bound attributes)."""
-    types: dict[tuple[str, int], TensorType] = {(name, 0): t for name, t in zip(body.inputs, ins)}
-    for n in body:
-        in_t = [types[(r.node, r.index)] for r in n.inputs]
-        outs = _infer_body(n.body, in_t) if n.body is not None else REGISTRY[n.op].infer(n.attrs, in_t)
-        for j, t in enumerate(outs):
-            types[(n.id, j)] = t
-    return [types[(r.node, r.index)] for r in body.outputs]
-
-
-def _reached(body: Graph, ins: list[TensorType], reached: set[int]) -> list[TensorType]:
-    """Record the block instances whose input sizes change when ``body`` reads ``ins``; its output types."""
-    types: dict[tuple[str, int], TensorType] = {(name, 0): t for name, t in zip(body.inputs, ins)}
-    for n in body:
-        in_t = [types.get((r.node, r.index)) or body.type_of(r) for r in n.inputs]
-        if in_t == [body.type_of(r) for r in n.inputs]:
-            continue
-        if n.is_block:
-            reached.add(id(n))
-        try:
-            outs = _reached(n.body, in_t, reached) if n.body is not None else REGISTRY[n.op].infer(n.attrs, in_t)
-        except Exception:  # noqa: BLE001 - sizes the op refuses: the spec refuses them too, nothing to follow
-            continue
-        for j, t in enumerate(outs):
-            types[(n.id, j)] = t
-    return [types.get((r.node, r.index)) or body.type_of(r) for r in body.outputs]
-
-
-def _input_independent(node: Node, ins: list[TensorType]) -> list[list[bool]]:
-    """Per output of block instance ``node`` and axis: does the size stay when the symbolic input sizes change?
-
-    Attributes are bound from params, never from input sizes, so inferring the body again with other
-    input sizes computes exactly what the block gives for them; a size that stays under several
-    changes (and any that fails to infer counts as changing) is taken as independent of them.
-    """
-    same = [[True] * len(t.shape) for t in node.types]
-    for delta in (1, 5, 64):
-        moved = [t.with_shape(tuple(plain(d) + delta if is_sym(d) else plain(d) for d in t.shape)) for t in ins]
-        try:
-            outs = _infer_body(node.body, moved)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - sizes the block refuses: they matter to it
-            return [[False] * len(t.shape) for t in node.types]
-        for j, (t, o) in enumerate(zip(node.types, outs)):
-            for a, (d0, d1) in enumerate(zip(t.shape, o.shape)):
-                same[j][a] = same[j][a] and d0 == d1
-    return same
-
-
 def _input_sym(t: TensorType, name: str) -> TensorType:
     """A block input's type whose sizes are opaque numbers that remember which input and axis they are."""
     return t.with_shape(tuple(d if isinstance(d, str) else SymInt(d, None, ("in", name, j)) for j, d in enumerate(t.shape)))
@@ -1384,7 +1288,7 @@ def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info:
         if "in_chans" in args:
             # a block that reads the input's channels must take them as a size, not match them to a param
             t = next(iter(graph.inputs.values()))
-            _reached(graph, [t.with_shape((t.shape[0], plain(t.shape[1]) + 1, *t.shape[2:]))], gen.reached)
+            reached(graph, [t.with_shape((t.shape[0], plain(t.shape[1]) + 1, *t.shape[2:]))], gen.reached)
     gen.visit_children(graph)
     for cls in gen.order:  # every class name is known now: constructor arguments must not shadow one
         cls.assign_arg_names(gen.names | {"i"})
