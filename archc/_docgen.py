@@ -113,6 +113,9 @@ def _costs(op: Op) -> str:
            if getattr(t, rule) is not getattr(Op, rule)]
     if op.counts_activations:
         out.append("activations")
+    if op.uncounted:
+        estimated = t.uncounted_macs is not Op.uncounted_macs
+        out.append(f"not in MACs ({op.uncounted}{'; estimated beside them' if estimated else ''})")
     return ", ".join(out) if out else "none"
 
 

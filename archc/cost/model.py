@@ -34,6 +34,8 @@ class Cost:
     acts: int = 0
     buffers: int = 0
     uncosted: list[str] = field(default_factory=list)
+    #: estimated MACs of the uncosted ops, by op name (their stated rule; not part of ``macs``)
+    uncosted_macs: dict[str, int] = field(default_factory=dict)
 
     def __iadd__(self, other: Cost) -> Cost:
         self.params += other.params
@@ -41,6 +43,8 @@ class Cost:
         self.acts += other.acts
         self.buffers += other.buffers
         self.uncosted += [u for u in other.uncosted if u not in self.uncosted]
+        for name, n in other.uncosted_macs.items():
+            self.uncosted_macs[name] = self.uncosted_macs.get(name, 0) + n
         return self
 
 
@@ -66,6 +70,9 @@ def node_cost(node: Node, memo: dict[int, Cost] | None = None) -> Cost:
         c.acts = sum(numel(t) for t in outs)
     if op.uncounted:
         c.uncosted = [node.op]
+        estimate = op.uncounted_macs(node.attrs, ins, outs)
+        if estimate:
+            c.uncosted_macs = {node.op: estimate}
     return c
 
 

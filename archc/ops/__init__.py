@@ -8,6 +8,7 @@ from archc.ops import (  # noqa: F401  (registration)
     conv_transpose,
     dynamic,
     elementwise,
+    fft,
     indexing,
     levels,
     levit_bias,

@@ -278,6 +278,13 @@ class Op:
         """Multiply-accumulates per sample (batch 1)."""
         return 0
 
+    def uncounted_macs(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> int:
+        """Estimated MACs per sample of the compute named by ``uncounted`` (0: no estimate).
+
+        Reported beside the MAC total, never added to it, so the total keeps its convention.
+        """
+        return 0
+
     def lower(self, a: Mapping[str, Any], ins: Sequence[TensorType], outs: Sequence[TensorType]) -> Lowering:
         raise NotImplementedError(self.name)
 
