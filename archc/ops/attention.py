@@ -99,6 +99,7 @@ class SDPA(Op):
     """
 
     name = "sdpa"
+    nonfloat_inputs = (3,)  # a bool mask
     doc = "softmax(scale·q·kᵀ + mask)·v on (B, heads, N, d) tensors (or (B, …, heads, N, d), e.g. windows)"
     arity = (3, 4)
     attrs = (Attr("scale", "float", None, "logit scale (default d^-0.5)"),)

@@ -229,6 +229,9 @@ class Op:
     train_only: ClassVar[bool] = False
     #: compute the MAC convention leaves out (e.g. an FFT); cost reports list such ops instead of a silent 0
     uncounted: ClassVar[str] = ""
+    #: input positions that may be bool or int64 (an index, a condition, a mask); None: every input (layout ops,
+    #: comparisons); every other input must be floating point
+    nonfloat_inputs: ClassVar[tuple[int, ...] | None] = ()
 
     # -- schema -----------------------------------------------------------------------------
     def attr_map(self) -> dict[str, Attr]:

@@ -24,6 +24,7 @@ class Roll(Op):
     """y = roll(x, shifts, dims): each listed non-batch axis shifted cyclically by its shift."""
 
     name = "roll"
+    nonfloat_inputs = None
     doc = "Cyclic shift along non-batch axes (torch.roll), e.g. Swin's shifted windows: shifts [-3, -3], dims [1, 2]."
     attrs = (
         Attr("shifts", "ints", doc="shift per axis (positive moves elements to higher indices)"),
@@ -55,6 +56,7 @@ class IndexSelect(Op):
     """
 
     name = "index_select"
+    nonfloat_inputs = None  # the index, and a table of any dtype
     doc = ("Gather along one axis with a fixed int64 index (2nd input) of any shape; the axis is replaced by the "
            "index's dims, e.g. a (heads, T) bias table by an (N, N) relative-position index gives (heads, N, N).")
     arity = (2, 2)

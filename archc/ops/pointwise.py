@@ -97,6 +97,7 @@ class Expand(Op):
     """y = x broadcast to the batch of a reference: x has axis 0 of size 1 (a class token), the output the reference's batch."""
 
     name = "expand"
+    nonfloat_inputs = None
     doc = "Broadcast a size-1 axis 0 (e.g. a class-token param (1, 1, C)) to the batch of the second input; a view, no copy"
     arity = (2, 2)
 
@@ -119,6 +120,7 @@ class Compare(Op):
 
     arity = (1, 2)
     symbol = "=="
+    nonfloat_inputs = None
     attrs = (Attr("value", "float", None, "the constant to compare with (instead of a second input)", allow_inf=True),)
 
     def infer(self, a: Mapping[str, Any], ins: Sequence[TensorType]) -> list[TensorType]:
@@ -179,6 +181,7 @@ class Where(Op):
     """y = a where cond else b (cond bool; all three broadcast)."""
 
     name = "where"
+    nonfloat_inputs = (0,)
     doc = "Select elementwise: a where the bool cond holds, else b (inputs [cond, a, b], broadcast)"
     arity = (3, 3)
 

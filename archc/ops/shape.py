@@ -40,6 +40,7 @@ class Concat(Op):
     """y = cat(x₀, x₁, …) along ``dim``; all other dims must be equal."""
 
     name = "concat"
+    nonfloat_inputs = None  # moves elements of any dtype
     doc = "Concatenate ≥1 inputs along a non-batch axis (default channels)."
     arity = (1, None)
     attrs = (Attr("dim", "int", 1, "axis to concatenate along (not 0)"),)
@@ -71,6 +72,7 @@ class Split(Op):
     """(y₀, y₁, …) = split(x, sizes, dim): consecutive slices of the given sizes, which must sum to the axis."""
 
     name = "split"
+    nonfloat_inputs = None  # moves elements of any dtype
     doc = "Split along a non-batch axis into slices of the given sizes (one output per size)."
     attrs = (Attr("sizes", "ints", doc="slice sizes, summing to the axis length", min=1), Attr("dim", "int", 1))
 
@@ -106,6 +108,7 @@ class Chunk(Op):
     """(y₀, …, y_{n−1}) = chunk(x, n, dim): n equal slices; the axis length must be divisible by n."""
 
     name = "chunk"
+    nonfloat_inputs = None  # moves elements of any dtype
     doc = "Split along a non-batch axis into n equal chunks (one output per chunk)."
     attrs = (Attr("chunks", "int", doc="number of equal chunks", min=1), Attr("dim", "int", 1))
 
@@ -135,6 +138,7 @@ class Reshape(Op):
     """y = x.reshape(B, *shape): ``shape`` lists the non-batch dims; at most one may be −1 (inferred)."""
 
     name = "reshape"
+    nonfloat_inputs = None  # moves elements of any dtype
     doc = "Reshape the non-batch dims (the batch axis is always kept); one entry may be -1."
     attrs = (Attr("shape", "shape", doc="the new non-batch dims, e.g. [64, -1]"),)
 
@@ -183,6 +187,7 @@ class Permute(Op):
     """y = x.permute(dims): a full permutation of the axes with dims[0] = 0 (batch stays first)."""
 
     name = "permute"
+    nonfloat_inputs = None  # moves elements of any dtype
     doc = "Permute axes; a full permutation that keeps the batch axis 0 first."
     attrs = (Attr("dims", "ints", doc="full permutation, e.g. [0, 2, 3, 1]"),)
 
@@ -206,6 +211,7 @@ class Flatten(Op):
     """y = flatten(x, start, end): merges axes start..end (inclusive) into one; start >= 1."""
 
     name = "flatten"
+    nonfloat_inputs = None  # moves elements of any dtype
     doc = "Merge the axes start..end (inclusive) into one; start defaults to 1, end to -1."
     attrs = (Attr("start", "int", 1, "first axis to merge (not 0)"), Attr("end", "int", -1, "last axis to merge"))
 
@@ -228,6 +234,7 @@ class Transpose(Op):
     """y = x.transpose(dim0, dim1): swaps two non-batch axes."""
 
     name = "transpose"
+    nonfloat_inputs = None  # moves elements of any dtype
     doc = "Swap two non-batch axes."
     attrs = (Attr("dim0", "int"), Attr("dim1", "int"))
 

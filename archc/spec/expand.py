@@ -372,6 +372,13 @@ class _Expander:
             else:
                 where = loc
             raise SpecError(f"node '{nid}' ({op}): {exc}", where, hint=exc.hint) from None
+        for pos, t in enumerate(in_types):
+            # bool and int64 tensors (comparisons, index tables) reach only the ops that say they take them
+            if t.dtype in ("bool", "int64") and opdef.nonfloat_inputs is not None and pos not in opdef.nonfloat_inputs:
+                where = attrs.loc_of("in", loc) if "in" in attrs else loc
+                raise ShapeError(f"node '{nid}' ({op}): input {pos} is {t}, but '{op}' computes on floating-point tensors",
+                                 where, hint="a bool tensor selects with 'where' or masks 'sdpa'; an int64 one indexes "
+                                             "with 'index_select'")
         try:
             out_types = opdef.infer(bound, in_types)
         except OpCheckError as exc:

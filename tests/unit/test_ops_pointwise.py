@@ -152,3 +152,24 @@ def test_global_filter_matches_gfnet_and_exports_to_onnx(tmp_path) -> None:
     for target, suffix in targets:
         out = compile_target(spec, CompileOptions(target=target), tmp_path / f"m{suffix}")
         assert all(e <= 1e-4 for e in out.errors.values()), out.errors
+
+
+@pytest.mark.parametrize("graph,ok", [
+    ("  - c: {op: gt, value: 0.0}\n  - r: {op: reshape, shape: [-1]}\n  - w: {op: where, in: [r, r, r]}\n", False),
+    ("  - c: {op: gt, value: 0.0}\n  - r: {op: reshape, shape: [-1]}\n  - f: {op: reshape, in: x, shape: [-1]}\n"
+     "  - w: {op: where, in: [r, f, f]}\n", True),
+    ("  - c: {op: gt, value: 0.0}\n  - conv: {op: conv2d, out: 4, kernel: 1}\n", False),
+    ("  - idx: {op: relative_position_index, window: 2}\n  - s: {op: add, in: [x, idx]}\n", False),
+])
+def test_bool_and_int_tensors_reach_only_ops_that_take_them(tmp_path, graph: str, ok: bool) -> None:
+    from archc.diagnostics import ShapeError
+    from archc.spec import load_spec
+
+    spec = tmp_path / "m.yaml"
+    spec.write_text("archc: 1\ninputs: {x: [B, 4, 4, 4]}\ngraph:\n" + graph, encoding="utf-8")
+    if ok:
+        assert load_spec(spec).output_types[0].dtype == "float32"
+        return
+    with pytest.raises(ShapeError, match="computes on floating-point tensors") as info:
+        load_spec(spec)
+    assert info.value.loc is not None and info.value.loc.line >= 5
