@@ -253,3 +253,22 @@ def test_cudagraph_dwpw_chains_are_chosen_on_first_run_and_recorded(tmp_path: Pa
     mod.dwpw_supported = lambda c1, c2, x: False
     with torch.no_grad():  # a chain kept "fused" still computes the same function where the kernel cannot run
         assert fc_rel(ref, model(x)) <= 1e-5
+
+
+def test_fused_torchscript_is_kept_only_when_it_beats_the_deploy_form(prep: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = {n for n, _ in fc.chains(prep.factory(True)())}
+    for pt_wins, verdict in ((False, "the deploy form kept"), (True, "fused kept")):
+        class Timer(FakeTimer):
+            wins = pt_wins
+
+            def __call__(self, label: str, fused: Callable[[], Any], unfused: Callable[[], Any]) -> list[tuple[float, float]]:
+                if label == "torchscript":  # the two finished .pt files, both run
+                    fused()
+                    unfused()
+                    return [(1.0, 2.0)] * 8 if self.wins else [(2.0, 1.0)] * 8
+                return super().__call__(label, fused, unfused)
+
+        monkeypatch.setattr(fc, "interleaved_timer", lambda **_: Timer(names))
+        res = build_artifact(prep, "torchscript", Path("unused.pt"))
+        assert any(verdict in n for n in res.notes), res.notes
+        assert res.errors["torchscript vs eager"] <= 1e-4
