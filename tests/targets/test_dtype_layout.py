@@ -204,3 +204,24 @@ def test_fp16_overflow_is_named_not_blamed_on_archc(tmp_path: Path, monkeypatch:
     assert err.startswith("error: the pytorch artifact overflows in its reduced dtype") and "help: use --dtype bf16" in err
     assert not (tmp_path / "m.py").exists()
     assert main(["-q", "compile", str(MINI), "--pipeline", "deploy", "--weights", "big.pth", "--dtype", "bf16", "-o", "m.py"]) == 0
+
+
+def test_bench_rows_per_precision_and_the_cpu_it_ran_on(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    rc = main(["-q", "bench", str(MINI), "--pipelines", "deploy", "--targets", "pytorch,torchscript", "--batch", "1",
+               "--precisions", "bf16+cl,fp16", "--iters", "2", "--warmup", "1", "--budget", "1", "--json"])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {(r["pipeline"], r["target"], r["precision"]): r for r in doc["rows"]}
+    assert set(rows) == {("train", "pytorch", "fp32")} | {("deploy", t, q) for t in ("pytorch", "torchscript")
+                                                          for q in ("fp32", "bf16+cl", "fp16")}
+    assert rows[("deploy", "pytorch", "bf16+cl")]["vs_fp32"] > 0 and rows[("deploy", "pytorch", "fp32")]["vs_fp32"] is None
+    assert doc["cpu"] and isinstance(doc["cpu_features"], list) and any(f.startswith("dispatch") for f in doc["cpu_features"])
+    from archc.bench import BenchResult, format_table, parse_precisions
+
+    table = format_table(BenchResult(**{k: v for k, v in doc.items() if k != "rows"}, rows=[]))
+    assert table.splitlines()[1].startswith("  CPU: ")
+    assert parse_precisions("bf16,fp32,bf16+cl,bf16") == ["fp32", "bf16", "bf16+cl"]
+    with pytest.raises(Exception, match=r"unknown precision 'bf16\+nhwc'"):
+        parse_precisions("bf16+nhwc")
