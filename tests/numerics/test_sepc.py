@@ -10,7 +10,8 @@ states how an official checkpoint's keys map onto archc's module:
 * four PConvs (``Pconv_num=4``), then ``cconv``/``lconv`` with ``cbn``/``lbn`` and ReLU.
 
 Parameter count of the official iBN RetinaNet neck + ResNet-50 body (``sepc/exp/retina/ibn_retinanet.py``):
-ResNet-50 without fc 23,508,032 + FPN 7,997,440 + SEPC 8,264,192 = 39,769,664.
+ResNet-50 without fc 23,508,032 + FPN 7,997,440 + SEPC 8,264,192 = 39,769,664; the PConv-only config
+(``pconv_retinanet.py``, iBN=False) has no BatchNorm in the neck: 39,766,592.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from tests.artifact import import_source
 from tests.numerics.test_fpn import ConvBN, Stage
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "sepc.yaml"
-PARAMS = 39_769_664
+PARAMS = {"retinanet_r50": 39_769_664, "retinanet_r50_pconv": 39_766_592}
 torch.set_num_threads(1)
 
 
-def ibn(levels: list[torch.Tensor], bn: nn.BatchNorm2d) -> list[torch.Tensor]:
+def ibn(levels: list[torch.Tensor], bn: nn.BatchNorm2d | None) -> list[torch.Tensor]:
     """One BatchNorm over the flattened levels side by side, then back to each level's shape."""
+    if bn is None:  # iBN=False
+        return levels
     n, c = levels[0].shape[:2]
     joined = bn(torch.cat([x.view(n, c, 1, -1) for x in levels], dim=-1))
     parts = torch.split(joined, [x.shape[2] * x.shape[3] for x in levels], dim=-1)
@@ -41,12 +44,12 @@ def ibn(levels: list[torch.Tensor], bn: nn.BatchNorm2d) -> list[torch.Tensor]:
 
 
 class PConvRef(nn.Module):
-    def __init__(self, c: int = 256) -> None:
+    def __init__(self, c: int = 256, with_ibn: bool = True) -> None:
         super().__init__()
         # official order: [0] on the coarser level (then upsampled), [1] on the level, [2] stride 2 on the finer
         self.Pconv = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1),
                                     nn.Conv2d(c, c, 3, stride=2, padding=1)])
-        self.bn = nn.BatchNorm2d(c)
+        self.bn = nn.BatchNorm2d(c) if with_ibn else None
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         out = []
@@ -61,7 +64,7 @@ class PConvRef(nn.Module):
 
 
 class RetinaSEPC(nn.Module):
-    def __init__(self, c: int = 256) -> None:
+    def __init__(self, c: int = 256, with_ibn: bool = True) -> None:
         super().__init__()
         self.stem = ConvBN(3, 64, 7, 2)
         chans = [256, 512, 1024, 2048]
@@ -71,9 +74,10 @@ class RetinaSEPC(nn.Module):
         self.lateral_convs = nn.ModuleList([nn.Conv2d(ch, c, 1) for ch in chans[1:]])
         self.fpn_convs = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1) for _ in range(3)]
                                        + [nn.Conv2d(2048, c, 3, 2, 1), nn.Conv2d(c, c, 3, 2, 1)])
-        self.Pconvs = nn.ModuleList([PConvRef(c) for _ in range(4)])
+        self.Pconvs = nn.ModuleList([PConvRef(c, with_ibn) for _ in range(4)])
         self.cconv, self.lconv = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
-        self.cbn, self.lbn = nn.BatchNorm2d(c), nn.BatchNorm2d(c)
+        self.cbn = nn.BatchNorm2d(c) if with_ibn else None
+        self.lbn = nn.BatchNorm2d(c) if with_ibn else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = F.max_pool2d(self.stem(x), 3, 2, 1)
@@ -104,19 +108,19 @@ def official_to_archc(key: str) -> str:
     if parts[0] == "Pconvs":
         block = f"pconv{int(parts[1]) + 1}"
         if parts[2] == "bn":
-            return f"{block}.bn.{parts[3]}"
+            return f"{block}.norm.{parts[3]}"
         return f"{block}.{('up', 'same', 'down')[int(parts[3])]}.{parts[4]}"
     if parts[0] in ("cconv", "lconv", "cbn", "lbn"):
-        return f"{'cls' if parts[0][0] == 'c' else 'loc'}.{'conv' if parts[0][1:] == 'conv' else 'bn'}.{parts[1]}"
+        return f"{'cls' if parts[0][0] == 'c' else 'loc'}.{'conv' if parts[0][1:] == 'conv' else 'norm'}.{parts[1]}"
     return key  # the backbone's names are the same
 
 
-def _pair(h: int, w: int, tmp_path: Path) -> tuple[nn.Module, nn.Module, object]:
-    res = compile_spec(SPEC, CompileOptions(params=[f"img_h={h}", f"img_w={w}"]))
+def _pair(h: int, w: int, tmp_path: Path, variant: str = "retinanet_r50") -> tuple[nn.Module, nn.Module, object]:
+    res = compile_spec(SPEC, CompileOptions(variant=variant, params=[f"img_h={h}", f"img_w={w}"]))
     model = import_source(res.source, tmp_path).create_model().double()
-    ref = RetinaSEPC().double()
+    ref = RetinaSEPC(with_ibn=variant == "retinanet_r50").double()
     n = sum(p.numel() for p in model.parameters())
-    assert n == res.cost.params == sum(p.numel() for p in ref.parameters()) == PARAMS
+    assert n == res.cost.params == sum(p.numel() for p in ref.parameters()) == PARAMS[variant]
     ours = model.state_dict()
     theirs = ref.state_dict()
     assert sorted(official_to_archc(k) for k in theirs) == sorted(ours)
@@ -137,9 +141,10 @@ def _close(got: dict, want: dict) -> None:
         assert ((got[k] - want[k]).abs().max() / want[k].abs().max()).item() <= 1e-12, k
 
 
-@pytest.mark.parametrize("h,w", [(160, 128), (96, 96)])
-def test_sepc_matches_reference(h: int, w: int, tmp_path: Path) -> None:
-    model, ref, res = _pair(h, w, tmp_path)
+@pytest.mark.parametrize("h,w,variant", [(160, 128, "retinanet_r50"), (96, 96, "retinanet_r50"),
+                                         (96, 96, "retinanet_r50_pconv")])
+def test_sepc_matches_reference(h: int, w: int, variant: str, tmp_path: Path) -> None:
+    model, ref, res = _pair(h, w, tmp_path, variant)
     model.eval()
     ref.eval()
     gen = torch.Generator().manual_seed(1)
@@ -162,9 +167,9 @@ def test_sepc_other_input_size_and_train_mode_ibn(tmp_path: Path) -> None:
     x = torch.randn(2, 3, 100, 72, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     got, want = model(x), ref(x)
     _close(got, want)
-    assert torch.allclose(model.state_dict()["pconv2.bn.running_var"], ref.state_dict()["Pconvs.1.bn.running_var"],
+    assert torch.allclose(model.state_dict()["pconv2.norm.running_var"], ref.state_dict()["Pconvs.1.bn.running_var"],
                           rtol=1e-12, atol=0)
-    assert int(model.state_dict()["cls.bn.num_batches_tracked"]) == 1
+    assert int(model.state_dict()["cls.norm.num_batches_tracked"]) == 1
 
 
 def test_sepc_scripts_and_exports(tmp_path: Path) -> None:
