@@ -131,7 +131,7 @@ def test_parse_shape() -> None:
 
 def test_cli_bench_json(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["bench", str(MINI), "--pipelines", "deploy,fused", "--targets", "pytorch,torchscript", "--batch", "1,2",
-               "--iters", "3", "--warmup", "1", "--budget", "1", "--json"])
+               "--iters", "3", "--warmup", "1", "--budget", "1", "--json", "--precisions", "fp32"])
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     rows = {(r["pipeline"], r["target"], r["batch"]) for r in doc["rows"]}
