@@ -26,6 +26,10 @@ __all__ = ["OPSET", "build_onnx", "run_onnx", "have_onnx", "have_onnxruntime"]
 #: ONNX opset written
 OPSET = 18
 
+#: archc ops whose lowering the TorchScript-based exporter cannot write (the torch.export-based one, which
+#: needs onnxscript, writes them as ONNX DFT), by the ATen operator it names when it refuses
+_NEEDS_ONNXSCRIPT = {"aten::fft_rfft2": "rfft2", "aten::fft_irfft2": "irfft2"}
+
 
 def have_onnx() -> bool:
     try:
@@ -96,6 +100,14 @@ def build_onnx(make_model: Callable[[], torch.nn.Module], example_inputs: Sequen
             notes.append(f"batch exported static {tuple(example_inputs[0].shape)}: no ONNX exporter allows a dynamic one here "
                          f"({failures[0][:160]})")
         return data, notes
+    refused = [(aten, op) for aten, op in _NEEDS_ONNXSCRIPT.items() if any(f"'{aten}'" in f for f in failures)]
+    if refused and not have_onnxscript():
+        from archc.targets import TargetError
+
+        aten, op = refused[0]
+        raise TargetError(f"target 'onnx' cannot export op '{op}' without onnxscript: the TorchScript-based exporter "
+                          f"has no {aten}", hint="pip install onnxscript (or 'archc[onnx]'), whose exporter writes FFTs "
+                          "as ONNX DFT; or pick another target (--target torchscript or export)")
     raise RuntimeError("no ONNX exporter handles this model: " + "; ".join(failures))
 
 

@@ -104,3 +104,18 @@ def test_every_target_takes_the_fft_ops(target: str, suffix: str, tmp_path: Path
     out = capsys.readouterr().out
     assert "max rel. error" in out and "not in MACs  rfft2: the FFT, 1.25·N·log2 N MACs" in out
     assert (tmp_path / f"gf.{suffix}").stat().st_size > 0
+
+
+def test_onnx_without_onnxscript_names_the_fft_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the torch.export-based exporter (onnxscript) writes FFTs: without it the compile says so and writes nothing."""
+    import archc.backends.onnx as onnx_backend
+
+    monkeypatch.setattr(onnx_backend, "have_onnxscript", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gf.yaml").write_text(SPEC)
+    assert main(["compile", "gf.yaml", "--target", "onnx", "-o", "gf.onnx"]) == 1
+    err = capsys.readouterr().err
+    assert "error: target 'onnx' cannot export op 'rfft2' without onnxscript" in err
+    assert "pip install onnxscript" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gf.yaml"]
