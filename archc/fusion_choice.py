@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 __all__ = ["MIN_GAIN", "Timer", "interleaved_timer", "prefer_fused", "Decision", "FusionChoice", "chains",
-           "choose", "record_key", "record_json", "read_record", "record_mismatch", "apply_record",
+           "choose", "choose_factory", "record_key", "record_json", "read_record", "record_mismatch", "apply_record",
            "record_source", "fusion_device", "RECORD_FORMAT"]
 
 #: the fused form must be at least this much faster (median ratio) to be kept
@@ -325,6 +325,7 @@ def record_json(key: Mapping[str, Any], choice: FusionChoice) -> bytes:
 
 def read_record(path: str) -> dict[str, Any] | None:
     """The record at ``path``, or None when there is none (or it cannot be read as a record)."""
+    import json
     import os
 
     if not os.path.isfile(path):
@@ -395,8 +396,6 @@ def record_source(model_class: str) -> str:
     return f'''
 
 # -- archc fusion record: which fused chains measured faster, on which machine, is in <module>.fusion.json --
-
-import json
 
 
 {funcs}
