@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archc.compiler import CompileOptions, compile_spec
+from archc.weights.api import map_checkpoint
 from tests.artifact import import_source
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "dfgan.yaml"
@@ -125,3 +126,24 @@ def test_dfgan_scripts_and_exports(tmp_path: Path) -> None:
         want = model(*xs)
         for got in (scripted(*xs), exported(*xs)):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_netg_state_dict_maps_by_structure(tmp_path: Path) -> None:
+    """NetG's state dict (as DF-GAN saves it, under DistributedDataParallel's 'module.' prefix) maps onto
+    the module by structure (archc weights) and gives NetG's images."""
+    ref = NetG(imsize=128).double().eval()
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for t in ref.state_dict().values():
+            t.copy_(torch.randn(t.shape, generator=gen, dtype=t.dtype) * 0.05)
+    ckpt = {f"module.{k}": v.clone() for k, v in ref.state_dict().items()}
+    mapped = map_checkpoint(SPEC, ckpt, variant="dfgan128")
+    assert mapped.map.complete
+    model = import_source(compile_spec(SPEC, CompileOptions(variant="dfgan128")).source, tmp_path).create_model()
+    model = model.double().eval()
+    model.load_state_dict(mapped.state)
+    noise = torch.randn(2, 100, dtype=torch.float64, generator=gen)
+    sentence = torch.randn(2, 256, dtype=torch.float64, generator=gen)
+    with torch.no_grad():
+        got, want = model(noise, sentence), ref(noise, sentence)
+    assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-12

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archc.compiler import CompileOptions, compile_spec
+from archc.weights.api import map_checkpoint
 from tests.artifact import import_source
 from tests.numerics.test_fpn import ConvBN, Stage
 
@@ -75,9 +76,10 @@ class RetinaSEPC(nn.Module):
         self.fpn_convs = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1) for _ in range(3)]
                                        + [nn.Conv2d(2048, c, 3, 2, 1), nn.Conv2d(c, c, 3, 2, 1)])
         self.Pconvs = nn.ModuleList([PConvRef(c, with_ibn) for _ in range(4)])
-        self.cconv, self.lconv = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
-        self.cbn = nn.BatchNorm2d(c) if with_ibn else None
+        # registered in sepc.py's order (lconv, cconv, lbn, cbn): an official state dict lists them so
+        self.lconv, self.cconv = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
         self.lbn = nn.BatchNorm2d(c) if with_ibn else None
+        self.cbn = nn.BatchNorm2d(c) if with_ibn else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = F.max_pool2d(self.stem(x), 3, 2, 1)
@@ -111,7 +113,7 @@ def official_to_archc(key: str) -> str:
             return f"{block}.norm.{parts[3]}"
         return f"{block}.{('up', 'same', 'down')[int(parts[3])]}.{parts[4]}"
     if parts[0] in ("cconv", "lconv", "cbn", "lbn"):
-        return f"{'cls' if parts[0][0] == 'c' else 'loc'}.{'conv' if parts[0][1:] == 'conv' else 'norm'}.{parts[1]}"
+        return f"head.{key}"
     return key  # the backbone's names are the same
 
 
@@ -169,7 +171,7 @@ def test_sepc_other_input_size_and_train_mode_ibn(tmp_path: Path) -> None:
     _close(got, want)
     assert torch.allclose(model.state_dict()["pconv2.norm.running_var"], ref.state_dict()["Pconvs.1.bn.running_var"],
                           rtol=1e-12, atol=0)
-    assert int(model.state_dict()["cls.norm.num_batches_tracked"]) == 1
+    assert int(model.state_dict()["head.cbn.num_batches_tracked"]) == 1
 
 
 def test_sepc_scripts_and_exports(tmp_path: Path) -> None:
@@ -184,3 +186,31 @@ def test_sepc_scripts_and_exports(tmp_path: Path) -> None:
             assert list(got) == list(want)
             for k in want:
                 torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-5)
+
+
+def test_reference_checkpoint_maps_by_structure(tmp_path: Path) -> None:
+    """A checkpoint in the official layout (mmdetection's backbone. / neck.0 FPN / neck.1 SEPC names) maps
+    onto the module by structure alone (archc weights) and gives the reference's outputs."""
+    ref = RetinaSEPC().double().eval()
+    gen = torch.Generator().manual_seed(3)
+    ckpt = {}
+    with torch.no_grad():
+        for key, t in ref.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=gen, dtype=t.dtype) + 0.5 if "running_var" in key
+                        else torch.randn(t.shape, generator=gen, dtype=t.dtype) * 0.05)
+            if key.startswith(("stem", "layer")):
+                ckpt[f"backbone.{key}"] = t.clone()
+            elif key.startswith(("lateral_convs", "fpn_convs")):
+                kind, i, suffix = key.split(".")
+                ckpt[f"neck.0.{kind}.{i}.conv.{suffix}"] = t.clone()
+            else:
+                ckpt[f"neck.1.{key}"] = t.clone()
+    mapped = map_checkpoint(SPEC, ckpt, params=["img=64"])
+    assert mapped.map.complete
+    res = compile_spec(SPEC, CompileOptions(params=["img=96"]))
+    model = import_source(res.source, tmp_path).create_model().double().eval()
+    model.load_state_dict(mapped.state)
+    x = torch.randn(1, 3, 96, 96, dtype=torch.float64, generator=gen)
+    with torch.no_grad():
+        _close(model(x), ref(x))
