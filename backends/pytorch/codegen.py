@@ -1024,7 +1024,7 @@ class _ClassEmitter:
         nid = nodes[0].id
         self.loops.add(nid)
         first = nodes[0].body.nodes["0"]
-        child = self.gen.classes[(first.block, self.gen.sig(first.body))]
+        child = self.gen.classes[self.gen.key_of(first)]
         if self.symbolic:
             cvals = [self.sym.symbolic(c, n.meta.get("count_expr"), self.envs[k], {}) for k, (c, n) in enumerate(zip(counts, nodes))]
         else:

@@ -96,7 +96,31 @@ def reached(body: Graph, ins: list[TensorType], found: set[int]) -> list[TensorT
             continue
         for j, t in enumerate(outs):
             types[(n.id, j)] = t
+        if n.is_repeat and n.body is not None:
+            _share_in_loop(n.body, found)
     return [types.get((r.node, r.index)) or body.type_of(r) for r in body.outputs]
+
+
+def _share_in_loop(items: Graph, found: set[int]) -> None:
+    """The items of a repeat are built by one loop of one class: when one item reads an argument, all
+    items (and the blocks inside them, position by position) take the class of the one that does."""
+    blocks = [it for it in items if it.is_block]
+    for r in [it for it in blocks if id(it) in found]:
+        for o in blocks:
+            found.add(id(o))
+            if r.body is not None and o.body is not None:
+                _mirror(r.body, o.body, found)
+
+
+def _mirror(a: Graph, b: Graph, found: set[int]) -> None:
+    for n in a:
+        m = b.nodes.get(n.id)
+        if m is None:
+            continue
+        if id(n) in found and m.is_block:
+            found.add(id(m))
+        if n.body is not None and m.body is not None:
+            _mirror(n.body, m.body, found)
 
 
 def input_independent(node: Node, ins: list[TensorType]) -> list[list[bool]]:

@@ -168,7 +168,8 @@ def _check_module(source: str, cost: object, graph: object) -> tuple[str, str]:
         return "unchecked", "an op has no meta kernel"
     except Exception as exc:  # noqa: BLE001
         return "mismatch", f"forward: {type(exc).__name__}: {str(exc)[:200]}"
-    outs = out if isinstance(out, tuple) else (out,)
+    # named outputs come back as a dict in the order the spec lists them
+    outs = tuple(out.values()) if isinstance(out, dict) else out if isinstance(out, tuple) else (out,)
     got = [tuple(o.shape) for o in outs]
     want = [t.concrete(1) for t in graph.output_types]  # type: ignore[attr-defined]
     if got != want:
