@@ -1,4 +1,4 @@
-"""Helpers of the pass tests; the rewrite-rule cases themselves live in :mod:`archc.passes.examples`.
+"""Helpers of the pass tests; the rewrite-rule cases themselves live in :mod:`archc._docgen.pass_examples`.
 
 The cases (:class:`FireCase`: ``before`` spec, pass, ``expected`` spec; :class:`NoFireCase`: a spec
 where the named rule must refuse, with a fragment of the condition ``archc explain`` must name) are
@@ -24,7 +24,7 @@ from archc.ops.conv import resolve_padding
 from archc.passes import equivalence as eqv
 from archc.passes.base import PASSES, PassResult
 from archc.passes.equivalence import module_from_graph, randomize
-from archc.passes.examples import FIRE, NO_FIRE, FireCase, NoFireCase, example_graph
+from archc._docgen.pass_examples import FIRE, NO_FIRE, FireCase, NoFireCase, example_graph
 from archc.passes.pipeline import run_pipeline
 
 __all__ = ["FireCase", "NoFireCase", "FIRE", "NO_FIRE", "graph_of", "canon", "run_named", "no_model_construction",

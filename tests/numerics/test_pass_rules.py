@@ -3,7 +3,7 @@
 A case runs one pass on a ``before`` spec and compares the result with an ``expected`` spec by
 their canonical printouts (ops, attrs with padding resolved, edges, types, block bodies). Must-not-fire
 cases check that the graph is unchanged and that ``archc explain`` names the failing condition.
-The cases live in :mod:`archc.passes.examples` (docs/passes.md shows them); every graph they
+The cases live in :mod:`archc._docgen.pass_examples` (docs/passes.md shows them); every graph they
 involve also round-trips through the spec printer (:func:`archc.ir.printer.spec_text`).
 """
 
