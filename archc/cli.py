@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from archc._cli_help import MAIN_EPILOG, epilog
 from archc.diagnostics import ArchcError
 
 __all__ = ["main"]
@@ -28,21 +29,36 @@ _TARGETS = ["pytorch", "torchscript", "export", "onnx", "cudagraph"]
 _PIPELINES = ["train", "deploy", "fused"]
 
 
+def _add_command(sub: argparse._SubParsersAction, name: str, **kwargs: object) -> argparse.ArgumentParser:
+    """A subcommand with its examples under the options and the -q flag (also accepted after the command)."""
+    if isinstance(kwargs.get("description"), str):  # printed raw like the examples: wrap it here
+        import textwrap
+
+        kwargs["description"] = textwrap.fill(str(kwargs["description"]), width=88)
+    p = sub.add_parser(name, epilog=epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    # SUPPRESS: without -q here, the value given before the command (archc -q CMD) is kept
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no stage timings or progress on stderr")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="archc", description="Declarative graph compiler for vision networks.")
+    ap = argparse.ArgumentParser(prog="archc", description="Declarative graph compiler for vision networks.",
+                                 epilog=MAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=_version())
+    ap.add_argument("-q", "--quiet", action="store_true", help="no stage timings or progress on stderr")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="check a spec (schema, references, shapes, costs)")
+    p = _add_command(sub, "validate", help="check a spec (schema, references, shapes, costs)")
     _add_spec_args(p)
     p.add_argument("--convention", choices=["macs", "pycls"], default="macs",
                    help="cost convention: macs (conv/linear/matmul MACs) or pycls (MACs + bias adds, no GAP activations)")
 
-    p = sub.add_parser("show", help="per-block table of output shapes, params, MACs and activations")
+    p = _add_command(sub, "show", help="per-block table of output shapes, params, MACs and activations")
     _add_spec_args(p)
     p.add_argument("--depth", type=int, default=1, help="block nesting depth to expand (default 1)")
 
-    p = sub.add_parser("compile", help="compile a spec to a PyTorch module, TorchScript, torch.export, ONNX or CUDA-graph artifact")
+    p = _add_command(sub, "compile", help="compile a spec to a PyTorch module, TorchScript, torch.export, ONNX or CUDA-graph artifact")
     _add_spec_args(p, optional=True)
     p.add_argument("-o", "--output", help="output file (default: <name>_<variant><suffix of the target> in the current folder)")
     p.add_argument("--target", default="pytorch", choices=_TARGETS,
@@ -54,17 +70,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", metavar="N,C,H,W",
                    help="example input shape for the target (export/onnx trace, cudagraph capture); default: the spec's, batch 1")
     p.add_argument("--weights", help="train-form state_dict to convert; carried by the artifact (beside .py outputs as .pth)")
+    p.add_argument("--map", action="store_true",
+                   help="--weights is a checkpoint in another layout (torchvision, timm, ...): map it onto the spec's "
+                        "module first, as 'archc weights' does")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the artifact's dtype (default fp32); compared with the float32 eager module at the dtype's tolerance")
+    p.add_argument("--channels-last", action="store_true", help="the artifact's weights and inputs in channels-last memory format")
     p.add_argument("--no-check", action="store_true", help="skip the float64 equivalence check of each pass")
     p.add_argument("--debug", action="store_true", help="verify the IR after every pass")
     p.add_argument("--max-elements", type=int, default=2**30, metavar="N",
                    help="refuse to build a model (params + buffers) or an example input of more than N numbers "
                         "(default 2^30, 4 GiB of float32)")
+    q = p.add_argument_group("int8 quantization (docs/quantization.md)")
+    q.add_argument("--quantize", choices=["int8"], help="post-training int8 after the deploy pipeline (targets onnx, pytorch); "
+                                                      "writes OUT and its error report OUT.quant.json")
+    q.add_argument("--calib", metavar="DATA", help="calibration data: digits (bundled), a .npz file or an image folder")
+    q.add_argument("--calib-random", action="store_true", help="calibrate on seeded random normal inputs instead (only when asked)")
+    q.add_argument("--calib-batches", type=int, default=8, metavar="N", help="calibration batches of 16 inputs (default 8)")
+    q.add_argument("--calib-method", choices=["minmax", "percentile", "mse"], default="minmax",
+                   help="activation ranges: minmax, percentile (99.99%%) or mse (least quantization error) (default minmax)")
+    q.add_argument("--keep-float", metavar="LAYER[,LAYER...]", help="leave these layers in float (names as in the report)")
+    q.add_argument("--min-sqnr", type=float, metavar="DB", help="leave every layer whose own SQNR is under DB in float")
 
-    p = sub.add_parser("explain", help="show, for each candidate site of a pass, which rule fired or why not")
+    p = _add_command(sub, "explain", help="show, for each candidate site of a pass, which rule fired or why not")
     _add_spec_args(p)
     p.add_argument("--pass", dest="pass_name", required=True, help="pass name (see 'archc passes')")
 
-    p = sub.add_parser("scale", help="scale a spec to MAC targets (fast, efficientnet, pycls d/w/g/r rules)")
+    p = _add_command(sub, "scale", help="scale a spec to MAC targets (fast, efficientnet, pycls d/w/g/r rules)")
     _add_spec_args(p)
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--flops", metavar="S[,S2,...]",
@@ -81,14 +113,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--convention", choices=["macs", "pycls"], default="macs",
                    help="cost convention for MACs and activations (as in validate)")
 
-    sub.add_parser("passes", help="list passes and pipelines")
+    _add_command(sub, "passes", help="list passes and pipelines")
 
-    p = sub.add_parser("bench", help="CPU latency of pipeline × target × batch, against the train-form eager module")
+    p = _add_command(sub, "viz", help="draw the graph with Graphviz: blocks as clusters, op, shape, params and MACs per node",
+                     description="Draw the graph of a spec (after a pipeline) or, with --diff, two pipelines side by side "
+                                 "with what the passes merged, folded or removed coloured (docs/viz.md).")
+    _add_spec_args(p)
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="picture: .svg or .png (drawn by Graphviz's dot program) or .dot (the graph source) "
+                        "(default: <name>_<variant>.svg in the current folder)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--pipeline", default="train", choices=_PIPELINES, help="draw the graph after this pipeline (default train)")
+    what.add_argument("--diff", nargs=2, metavar=("A", "B"), choices=_PIPELINES,
+                      help="draw pipelines A and B side by side, colouring what B's further passes changed (e.g. train deploy)")
+    p.add_argument("--depth", type=int, default=1, metavar="N",
+                   help="block levels drawn as clusters: 0 = top-level nodes only, each block one node (default 1)")
+
+    p = _add_command(sub, "bench", help="CPU latency of pipeline × target × batch, against the train-form eager module")
     _add_spec_args(p)
     p.add_argument("--pipelines", default="train,deploy,fused", metavar="P[,P...]", help="pipelines (default train,deploy,fused)")
     p.add_argument("--targets", default="pytorch,torchscript", metavar="T[,T...]",
                    help="targets (default pytorch,torchscript; also export, onnx; CUDA graphs: benchmarks/bench_cuda.py)")
     p.add_argument("--batch", default="1,16", metavar="B[,B...]", help="batch sizes (default 1,16)")
+    p.add_argument("--precisions", metavar="P[,P...]",
+                   help="dtypes of the deploy/fused rows: fp32, bf16, fp16, each with +cl for channels-last "
+                        "(default fp32,bf16,bf16+cl on a CPU with native bfloat16, else fp32)")
     p.add_argument("--iters", type=int, default=30, help="timed rounds per batch size at most (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls of each artifact first (default 3)")
     p.add_argument("--budget", type=float, default=60.0, help="seconds per batch size after at least 5 rounds (default 60)")
@@ -97,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="skip the equivalence checks of passes and artifacts")
     p.add_argument("--json", action="store_true", help="print one JSON document (every timed call included)")
 
-    p = sub.add_parser("search", help="search a space of architectures (resumes the study when rerun)",
+    p = _add_command(sub, "search", help="search a space of architectures (resumes the study when rerun)",
                        description="Run or resume the Optuna study of a search-space file (docs/search_space.md); "
                                    "outputs go to the run folder.")
     p.add_argument("space", help="search-space file (e.g. search_spaces/cdc.yaml)")
@@ -142,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", metavar="NAME", help="--check-proxy: trained metric to rank by (default the first trained objective)")
     p.add_argument("--min-tau", type=float, metavar="T", help="--check-proxy: exit 1 when Kendall τ is below T")
 
-    p = sub.add_parser("train", help="train a spec from scratch (digits, a .npz file or an image folder; CPU, CUDA, torchrun)",
+    p = _add_command(sub, "train", help="train a spec from scratch (digits, a .npz file or an image folder; CPU, CUDA, torchrun)",
                        description="Train the model of a spec and write the run folder: model.py, last.pth (checkpoint), "
                                    "metrics.csv, model.pth (docs/train.md). Under torchrun it trains with DDP.")
     _add_spec_args(p)
@@ -169,7 +218,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="initialization, shuffling and augmentation seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pth")
 
-    sub.add_parser("ops", help="list the op library")
+    p = _add_command(sub, "weights", help="map a checkpoint from another code base onto a spec's module (torchvision, timm, ...)",
+                     description="Map a state dict in another layout onto the spec's generated module by structure: order, "
+                                 "shapes, name tokens, reordering inside a block, [o,i,1,1] <-> [o,i] reshapes. Anything "
+                                 "unmapped or ambiguous is listed and the map refused (docs/weights.md).")
+    _add_spec_args(p)
+    p.add_argument("--from", dest="source", required=True, metavar="CKPT",
+                   help="the checkpoint (state_dict, or {'state_dict': ...} / {'model': ...}; loaded with weights_only=True)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.pth", help="the mapped state_dict for the spec's module")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="write a partial map: the module's initialized values (seed 0) where nothing maps")
+    p.add_argument("--check", metavar="MODULE:FACTORY",
+                   help="build the source model (e.g. benchmarks.reference.transxnet:transxnet_t or model.py:build), load "
+                        "the checkpoint into it and compare its outputs with the spec's module in float64 (fail above 1e-12)")
+    p.add_argument("--input-shape", metavar="N,C,H,W", help="--check input shape (default: the spec's, batch 1)")
+    p.add_argument("--max-elements", type=int, default=2**30, metavar="N",
+                   help="refuse to build a model of more than N numbers (default 2^30)")
+
+    _add_command(sub, "ops", help="list the op library")
     return ap
 
 
@@ -182,7 +248,7 @@ def _version() -> str:
 def _options(args: argparse.Namespace):  # noqa: ANN202
     from archc.compiler import CompileOptions
 
-    return CompileOptions(variant=args.variant, params=list(args.param),
+    return CompileOptions(variant=args.variant, params=list(args.param), progress=args.progress,
                           target=getattr(args, "target", "pytorch"), pipeline=getattr(args, "pipeline", "train"),
                           weights=getattr(args, "weights", None), check=not getattr(args, "no_check", False),
                           debug=getattr(args, "debug", False), max_elements=getattr(args, "max_elements", 2**30))
@@ -191,14 +257,14 @@ def _options(args: argparse.Namespace):  # noqa: ANN202
 def _cmd_validate(args: argparse.Namespace) -> int:
     from archc.compiler import build_graph
     from archc.cost.model import graph_cost, pycls_cost
-    from archc.report import fmt_count, fmt_macs
+    from archc.report import fmt_count, fmt_macs, uncosted_text
 
     _, g = build_graph(args.spec, _options(args))
     c = pycls_cost(g) if args.convention == "pycls" else graph_cost(g)
     outs = ", ".join(str(t) for t in g.output_types)
     print(f"{args.spec}: ok — {g.name} ({g.meta.get('variant') or 'default'}): {fmt_count(c.params)} params, "
           f"{fmt_macs(c.macs)} {'flops (pycls)' if args.convention == 'pycls' else 'MACs'}, "
-          f"{fmt_count(c.acts)} activations → {outs}")
+          f"{fmt_count(c.acts)} activations → {outs}" + (f"; not in MACs: {', '.join(uncosted_text(c))}" if c.uncosted else ""))
     return 0
 
 
@@ -211,13 +277,70 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compile_int8(args: argparse.Namespace) -> int:
+    from archc.compiler import default_spec
+    from archc.quantize import QuantizeError, QuantOptions, compile_quantized
+    from archc.targets import parse_shape
+
+    if getattr(args, "dtype", "fp32") != "fp32" or getattr(args, "channels_last", False):
+        raise QuantizeError("--quantize int8 starts from the float32 deploy model", hint="drop --dtype / --channels-last")
+    keep = [n.strip() for n in (args.keep_float or "").split(",") if n.strip()]
+    quant = QuantOptions(scheme=args.quantize, calib=args.calib, calib_random=args.calib_random,
+                         calib_batches=args.calib_batches, method=args.calib_method, keep_float=keep, min_sqnr=args.min_sqnr)
+    r = compile_quantized(args.spec or str(default_spec()), _options(args), quant, args.output, parse_shape(args.input_shape))
+    print(f"{r.out}: int8 ({r.report.backend}), calibrated on {r.report.calibration}")
+    print(r.report.table(limit=40))
+    for f in r.files[1:]:
+        print(f"  {'report' if f.name.endswith('.quant.json') else 'int8 state':12s} {f}")
+    for note in r.notes:
+        print(f"  note         {note}")
+    return 0
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from archc.targets import parse_shape
+    from archc.weights import map_checkpoint, save_weights
+
+    out = Path(args.output)
+    if out.suffix != ".pth" or out.is_dir():
+        raise ArchcError(f"the output '{out}' must be a .pth file", hint="e.g. -o weights.pth")
+    res = map_checkpoint(args.spec, args.source, variant=args.variant, params=list(args.param),
+                         allow_partial=args.allow_partial, check=args.check, input_shape=parse_shape(args.input_shape),
+                         max_elements=args.max_elements)
+    from archc.spec.document import load_spec_doc
+
+    save_weights(res.state, out, [*load_spec_doc(args.spec).sources, args.source])
+    print(f"{args.source}: {res.map.headline()} → {out}")
+    if not res.map.complete:
+        print(f"  partial      {len(res.map.problems())} tensors unmapped or ambiguous (initialized values kept):")
+        for line in res.map.problems():
+            print(f"  {line}")
+    if res.check_error is not None:
+        shape = "; ".join("x".join(map(str, s)) for s in res.input_shapes)
+        print(f"  checked      {args.check}: float64 max rel. error {res.check_error:.2e} (input {shape})")
+    return 0
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
+    if getattr(args, "quantize", None):
+        return _cmd_compile_int8(args)
     from archc.compiler import default_spec
     from archc.report import pipeline_table, summary
     from archc.targets import TARGETS, build_artifact, default_output, parse_shape, prepare, write_files
 
     spec = args.spec or str(default_spec())
-    prep = prepare(spec, _options(args), parse_shape(args.input_shape))
+    if args.map:
+        if not args.weights:
+            raise ArchcError("--map maps the checkpoint given by --weights, and none is given", hint="add --weights CKPT")
+        import dataclasses
+
+        from archc.weights import mapped_checkpoint_file
+
+        with mapped_checkpoint_file(spec, args.weights, variant=args.variant, params=list(args.param),
+                                    max_elements=args.max_elements) as mapped:
+            prep = prepare(spec, dataclasses.replace(_options(args), weights=mapped), parse_shape(args.input_shape))
+    else:
+        prep = prepare(spec, _options(args), parse_shape(args.input_shape))
     res = prep.compile
     out = Path(args.output) if args.output else default_output(res, args.target)
     if out.is_dir():
@@ -227,8 +350,12 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     inputs = input_paths(res, args.weights)
     check_output(out, args.target, inputs)  # before the (slow) build: a wrong suffix or an input as output
-    built = build_artifact(prep, args.target, out, verify=not args.no_check)
+    from archc.precision import parse_precision
+
+    built = build_artifact(prep, args.target, out, verify=not args.no_check,
+                           precision=parse_precision(args.dtype, args.channels_last))
     check_output(out, args.target, inputs, list(built.data))  # the weights written beside it, too
+    args.progress.begin("write")
     try:
         files = write_files(built.data)
     except IsADirectoryError:
@@ -237,7 +364,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         raise ArchcError(f"cannot write the output '{out}': {exc.strerror or exc}", hint="check the folder exists and is writable") from None
     print(summary(res.graph, res.cost, out))
     for f in files[1:]:
-        print(f"  {'weights' if f.suffix == '.pth' else 'tuning':12s} {f}")
+        kind = "weights" if f.suffix == ".pth" else "record" if f.name.endswith(".fusion.json") else "file"
+        print(f"  {kind:12s} {f}")
     if res.pipeline is not None and res.pipeline.steps:
         print(pipeline_table(res.pipeline, res.train_graph, res.graph))
     if args.target != "pytorch" or prep.fusion is not None:
@@ -248,6 +376,21 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print(f"  checked      {key}: max rel. error {err:.2e}")
     for note in built.notes:
         print(f"  note         {note}")
+    return 0
+
+
+def _cmd_viz(args: argparse.Namespace) -> int:
+    from archc.viz import viz_spec
+
+    opts = _options(args)
+    res = viz_spec(args.spec, args.output, opts, depth=args.depth, diff=tuple(args.diff) if args.diff else None)
+    what = f"--diff {' → '.join(args.diff)}" if args.diff else f"pipeline {args.pipeline}"
+    print(f"{args.spec}: wrote {res.path} ({res.format}, {what}, depth {args.depth})")
+    if res.rewrites:
+        print("  rewrites     " + ", ".join(f"{k} {v}" for k, v in res.rewrites.items()))
+        for label, marks in ((args.diff[0], res.before), (args.diff[1], res.after)):
+            shown = ", ".join(f"{v} {k}" for k, v in sorted(marks.items())) or "none"
+            print(f"  {label:12s} marked nodes: {shown}")
     return 0
 
 
@@ -263,10 +406,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         batches = [int(b) for b in split(args.batch)]
     except ValueError:
         raise ArchcError(f"--batch must be comma-separated integers, got '{args.batch}'", hint="e.g. --batch 1,16") from None
-    progress = None if args.json else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    progress = None if args.json or args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     res = bench(args.spec, args.variant, list(args.param), split(args.pipelines), split(args.targets), batches,
                 warmup=args.warmup, iters=args.iters, budget=args.budget, threads=args.threads, check=not args.no_check,
-                weights=args.weights, progress=progress)
+                weights=args.weights, progress=progress, precisions=args.precisions)
     print(json.dumps(res.to_json(), indent=1) if args.json else format_table(res))
     return 0
 
@@ -276,6 +419,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from archc.passes.explain import explain
 
     _, g = build_graph(args.spec, _options(args))
+    args.progress.begin("explain")
     print(explain(g, args.pass_name))
     return 0
 
@@ -284,12 +428,14 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     from archc.scaling import format_results, output_paths, parse_flops, scale, write_scaled
 
     flops = parse_flops(args.flops) if args.flops is not None else None
+    args.progress.begin("scale")
     results = scale(args.spec, flops, args.rule, phi=args.phi, variant=args.variant, params=list(args.param),
                     calibrate=args.calibrate, convention=args.convention)
     r0 = results[0]
     labels = [f"phi{i}" for i in range(1, len(results) + 1)] if args.phi is not None else None
     paths = output_paths(args.output, [r.target for r in results], labels,
                          stem=f"{r0.name}{'_' + r0.variant if r0.variant else ''}")
+    args.progress.begin("write")
     for res, path in zip(results, paths):
         write_scaled(res, path)
     print(format_results(results, paths))
@@ -483,25 +629,46 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"validate": _cmd_validate, "show": _cmd_show, "compile": _cmd_compile, "bench": _cmd_bench, "ops": _cmd_ops,
+_COMMANDS = {"weights": _cmd_weights, "validate": _cmd_validate, "show": _cmd_show, "compile": _cmd_compile, "bench": _cmd_bench, "ops": _cmd_ops,
              "explain": _cmd_explain, "passes": _cmd_passes, "scale": _cmd_scale,
-             "search": _cmd_search, "train": _cmd_train}
+             "search": _cmd_search, "train": _cmd_train, "viz": _cmd_viz}
+
+#: (argument, what it names, its flag, values that name no file) checked to exist before a command starts
+_INPUT_PATHS = (("spec", "spec file", None, ()), ("space", "search-space file", None, ()),
+                ("data", "data source", "--data", ("digits",)), ("weights", "checkpoint", "--weights", ()),
+                ("depth", "depth-map folder", "--depth", ()), ("source", "checkpoint", "--from", ()),
+                ("calib", "calibration data", "--calib", ("digits",)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``archc`` command; returns the exit status."""
+    from archc._cli_help import check_input_path
+    from archc.progress import Progress
+
     args = _parser().parse_args(argv)
+    args.progress = Progress(args.command, enabled=not args.quiet)
+    if args.quiet and args.command == "search":
+        args.no_progress = True
     try:
-        return _COMMANDS[args.command](args)
+        for attr, what, flag, keywords in _INPUT_PATHS:
+            value = getattr(args, attr, None)
+            if isinstance(value, str):  # (viz/show take an int --depth: not a path)
+                check_input_path(value, what, flag, keywords)
+        code = _COMMANDS[args.command](args)
+        args.progress.finish()
+        return code
     except ArchcError as exc:
+        args.progress.abort()
         print(exc.render(), file=sys.stderr)
         return 1
     except BrokenPipeError:  # output piped into head & co.
         return 0
     except KeyboardInterrupt:
+        args.progress.abort()
         print("archc: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug in archc, not a user error: say so without a wall of traceback
+        args.progress.abort()
         if os.environ.get("ARCHC_DEBUG"):
             raise
         print(f"archc: internal error: {type(exc).__name__}: {exc} (set ARCHC_DEBUG=1 for a traceback)", file=sys.stderr)

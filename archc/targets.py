@@ -24,7 +24,13 @@ weights; otherwise the module's initialized weights (``create_model()`` under ``
 With ``pipeline="fused"`` the pytorch and torchscript targets get the CPU lowering of the fused
 regions (:func:`archc.passes.fusion.fuse_source`, checked against the unfused module in float64 and
 float32 unless ``options.check`` is off); export, onnx and cudagraph use the portable form of the
-fused graph (cudagraph adds the Triton conv→pointwise kernel for CUDA).
+fused graph (cudagraph adds the Triton conv→pointwise kernel for CUDA). Each fused chain is timed
+against its unfused form on this machine and the faster kept (:mod:`archc.fusion_choice`): the
+pytorch module reads the choice from ``<out>.fusion.json`` beside it, the torchscript ``.pt``
+carries it, the cudagraph runner makes it on the GPU it first runs on.
+
+``precision`` (``--dtype fp32|bf16|fp16``, ``--channels-last``; :mod:`archc.precision`) converts the
+model of every target; the artifact is compared with the float32 eager module at the dtype's tolerance.
 
 Every artifact but the pytorch module is loaded back in-process and its outputs compared with the
 eager module (``verify=True``); :data:`TOLERANCES` gives the accepted max relative error per target.
@@ -48,6 +54,8 @@ from archc._fs import check_distinct, publish, safe_stem, temp_beside
 from archc.compiler import CompileOptions, CompileResult, compile_spec, input_paths
 from archc.diagnostics import ArchcError, first_line
 from archc.passes.equivalence import rel_error
+from archc.precision import Precision, cannot_run, convert_inputs, precise_factory, precision_source, tolerance
+from archc.progress import QUIET, Progress
 
 __all__ = ["TARGETS", "PIPELINE_NAMES", "TOLERANCES", "Target", "TargetResult", "Prepared", "compile_target", "prepare",
            "build_artifact", "write_files", "parse_shape", "max_rel_error", "default_output", "check_output"]
@@ -106,6 +114,8 @@ class Prepared:
     _inputs: list[torch.Tensor] | None = field(default=None, repr=False)
     #: the largest example input (elements) built without complaint; see CompileOptions.max_elements
     max_elements: int = 0
+    #: stage timings of the build (CompileOptions.progress)
+    progress: Progress = field(default=QUIET, repr=False)
 
     @property
     def inputs(self) -> list[torch.Tensor]:
@@ -240,6 +250,7 @@ def prepare(spec: str | Path, options: CompileOptions | None = None, input_shape
     if options.pipeline == "fused":
         from archc.passes.fusion import check_fused, fuse_source
 
+        options.progress.begin("fuse")
         cpu_source, fusion = fuse_source(res.source)
         if options.check:
             errs = check_fused(res.source, cpu_source)
@@ -256,8 +267,9 @@ def prepare(spec: str | Path, options: CompileOptions | None = None, input_shape
                              f"the spec's input '{names[0]}' has rank {len(shapes[0])} {tuple(shapes[0])}")
         shapes = [tuple(input_shape)]
         _check_input_shape(res.source, names[0], tuple(t.concrete(1) for t in g.inputs.values())[0], shapes[0])
+    options.progress.end()
     return Prepared(res, options.pipeline, res.source, cpu_source, converted, shapes, names, fusion, checks, notes,
-                    max_elements=options.max_elements)
+                    max_elements=options.max_elements, progress=options.progress)
 
 
 def _check_input_shape(source: str, name: str, spec_shape: tuple[int, ...], shape: tuple[int, ...]) -> None:
@@ -295,23 +307,85 @@ def _weights_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
 
 
 def _eager_outputs(prep: Prepared, cpu: bool = True) -> Any:
+    prep.progress.begin("verify")  # the eager reference run starts every target's check
     model = prep.factory(cpu)()
     with torch.no_grad():
         return model(*prep.inputs)
 
 
-def _check(errors: dict[str, float], key: str, target: str, ref: Any, got: Any) -> None:
+def _check(errors: dict[str, float], key: str, target: str, ref: Any, got: Any, tol: float | None = None) -> None:
     err = max_rel_error(ref, got)
     errors[key] = err
-    if not err <= TOLERANCES[target]:
+    tol = TOLERANCES[target] if tol is None else tol  # a reduced-precision artifact: archc.precision.tolerance
+    if not err <= tol and tol > TOLERANCES[target]:
+        from archc.precision import precision_mismatch
+
+        raise precision_mismatch(target, ref, got, err, tol)
+    if not err <= tol:
         raise TargetError(f"the {target} artifact does not match the eager module: max relative error {err:.3e} > "
-                          f"{TOLERANCES[target]:.0e}", hint="this is a bug in archc's target; report the spec")
+                          f"{tol:.0e}", hint="this is a bug in archc's target; report the spec")
+
+
+def _model_class(source: str) -> str | None:
+    import re
+
+    cls = re.search(r"^def create_model\(.*\) -> (\w+):", source, re.M)
+    return cls.group(1) if cls else None
+
+
+def _module_source(source: str, precision: Precision) -> str:
+    """A generated module with the precision block appended (unchanged for float32 NCHW)."""
+    cls = _model_class(source)
+    if precision.is_default or cls is None:
+        return source
+    return source.rstrip("\n") + "\n" + precision_source(cls, precision)
+
+
+def _fusion_factory(prep: Prepared, precision: Precision, notes: list[str]) -> Callable[[], torch.nn.Module]:
+    """A factory of fused CPU models whose chains and layout are the ones measured faster here (archc.fusion_choice)."""
+    from archc.fusion_choice import choose_factory
+
+    make, choice = choose_factory(precise_factory(prep.factory(True), precision), convert_inputs(prep.inputs, precision),
+                                  keep_layout=precision.channels_last)
+    notes.append(f"measured on this machine: {choice.summary()}")
+    return make
+
+
+def _fused_torchscript(prep: Prepared, precision: Precision, notes: list[str]) -> tuple[bytes, list[str], Any]:
+    """The fused .pt with its chains chosen here, or the deploy-form .pt of the same graph when that one is faster.
+
+    The chains are chosen in eager mode; freezing and optimize_for_inference then treat the fused and
+    the unfused module differently, so the two finished artifacts are timed against each other
+    (archc.fusion_choice.prefer_fused) and the fused one kept only when it wins.
+    """
+    from archc.backends.torchscript import build_torchscript, load_torchscript
+    from archc.fusion_choice import interleaved_timer, prefer_fused
+
+    xs = convert_inputs(prep.inputs, precision)
+    fused = build_torchscript(_fusion_factory(prep, precision, notes), xs)
+    plain = build_torchscript(precise_factory(prep.factory(False), precision), xs)
+    a, b = load_torchscript(fused[0]), load_torchscript(plain[0])
+    with torch.no_grad():
+        keep, why = prefer_fused(interleaved_timer(warmup=3)("torchscript", lambda: a(*xs), lambda: b(*xs)))
+    notes.append(f"fused .pt against the deploy-form .pt of the same graph: {'fused' if keep else 'the deploy form'} kept ({why})")
+    return fused if keep else plain
+
+
+def _fusion_record(prep: Prepared, source: str, precision: Precision, notes: list[str]) -> bytes:
+    """The fusion record of a fused .py artifact: its chains measured here, keyed by the final source."""
+    from archc.fusion_choice import choose_factory, record_json, record_key
+
+    _, choice = choose_factory(precise_factory(prep.factory(True), precision), convert_inputs(prep.inputs, precision),
+                               keep_layout=precision.channels_last)
+    notes.append(f"measured on this machine: {choice.summary()}")
+    return record_json(record_key(source, prep.shapes, precision.torch_dtype), choice)
 
 
 def _tuned(prep: Prepared, notes: list[str]) -> tuple[Callable[[], torch.nn.Module], list[str]]:
     """A factory of CPU models whose convs run oneDNN or plain ops, whichever measured faster here (autotune)."""
     from archc.passes.fusion import autotune, pack_convs, set_onednn
 
+    prep.progress.begin("tune")
     base = prep.factory(True)
     model = base()
     pack_convs(model)
@@ -320,6 +394,7 @@ def _tuned(prep: Prepared, notes: list[str]) -> tuple[Callable[[], torch.nn.Modu
     if total:
         notes.append(f"autotuned {total} convs/linears on this machine: {total - len(plain)} on oneDNN (prepacked weights), "
                      f"{len(plain)} as plain PyTorch ops")
+    prep.progress.begin("lower")
 
     def make() -> torch.nn.Module:
         m = base()
@@ -329,98 +404,139 @@ def _tuned(prep: Prepared, notes: list[str]) -> tuple[Callable[[], torch.nn.Modu
     return make, plain
 
 
-def build_artifact(prep: Prepared, target: str, out: Path, verify: bool = True, tune: bool = True) -> TargetResult:
+def build_artifact(prep: Prepared, target: str, out: Path, verify: bool = True, tune: bool = True,
+                   precision: Precision | None = None) -> TargetResult:
     """Build the artifact of ``target`` in memory (nothing is written; see :func:`write_files`).
 
-    ``tune``: for the torchscript target (and the fused pytorch module) time each conv's oneDNN path
-    against plain PyTorch ops on the example input and keep the faster (:func:`archc.passes.fusion.autotune`).
+    ``tune``: for the torchscript target time each conv's oneDNN path against plain PyTorch ops on
+    the example input and keep the faster (:func:`archc.passes.fusion.autotune`); with pipeline
+    ``fused`` (pytorch and torchscript) time each fused chain against its unfused form and keep the
+    faster, the choice recorded in ``<out>.fusion.json`` (:mod:`archc.fusion_choice`).
+    ``precision``: dtype and memory layout (:mod:`archc.precision`); compared with the float32
+    eager module at the dtype's tolerance.
     """
     if target not in TARGETS:
         from archc.diagnostics import suggest
 
         raise ArchcError(f"unknown target '{target}'", hint=suggest(target, TARGETS) or f"targets: {', '.join(TARGETS)}")
     t0 = time.perf_counter()
+    prep.progress.begin("lower")
     data: dict[Path, bytes] = {}
     notes: list[str] = []
     errors: dict[str, float] = dict(prep.checks)
     portable = prep.pipeline == "fused"  # export/onnx/cudagraph: the fused graph without the CPU lowering
+    precision = precision or Precision()
+    tol = tolerance(TOLERANCES[target], precision)
+    vs = "eager" if precision.is_default else f"float32 eager ({precision.label})"
+    if not precision.is_default:
+        notes.append(f"{precision.label}: inputs and outputs are {precision.torch_dtype}; compared with the float32 eager "
+                     f"module at max rel. error {tol:.0e}")
     try:
         if target == "pytorch":
-            source = prep.cpu_source
+            source = _module_source(prep.cpu_source, precision)
+            record = None
             if prep.pipeline == "fused":
-                import re
+                from archc.fusion_choice import record_source
 
-                from archc.passes.fusion import tuning_json, tuning_source
-
-                cls = re.search(r"^def create_model\(\) -> (\w+):", source, re.M)
+                cls = _model_class(source)
                 if cls:  # the same source on every machine; this machine's measurements go to a file beside it
-                    source = source.rstrip("\n") + "\n" + tuning_source(cls.group(1))
+                    source = source.rstrip("\n") + "\n" + record_source(cls)
                     if tune:
-                        data[out.with_suffix(".tuning.json")] = tuning_json(_tuned(prep, notes)[1])
-            data[out] = source.encode()
+                        record = _fusion_record(prep, source, precision, notes)
+            data[out] = source.encode()  # the artifact first: callers list the files after it as its side files
+            if record is not None:
+                data[out.with_suffix(".fusion.json")] = record
             if prep.converted:
                 data[out.with_suffix(".pth")] = _weights_bytes(prep.state_dict)
+            if not precision.is_default:  # also proves the kernels for the dtype exist here
+                from archc.passes.equivalence import module_from_source
+
+                model = module_from_source(source, "archc_precise").create_model()
+                model.load_state_dict(prep.state_dict)
+                with torch.no_grad():
+                    got = model.eval()(*convert_inputs(prep.inputs, precision))
+                if verify:
+                    _check(errors, f"module vs {vs}", target, _eager_outputs(prep), got, tol)
         elif target == "torchscript":
             from archc.backends.torchscript import build_torchscript
 
-            make = _tuned(prep, notes)[0] if tune else prep.factory(True)
-            blob, n, loaded_out = build_torchscript(make, prep.inputs)
+            if prep.pipeline == "fused" and tune:
+                blob, n, loaded_out = _fused_torchscript(prep, precision, notes)
+            else:
+                if tune and precision.dtype == "fp32":
+                    make = precise_factory(_tuned(prep, notes)[0], precision)
+                else:
+                    make = precise_factory(prep.factory(True), precision)
+                blob, n, loaded_out = build_torchscript(make, convert_inputs(prep.inputs, precision))
             notes += n
             data[out] = blob
             if verify:
-                _check(errors, "torchscript vs eager", target, _eager_outputs(prep), loaded_out)
+                _check(errors, f"torchscript vs {vs}", target, _eager_outputs(prep), loaded_out, tol)
         elif target == "export":
             from archc.backends.export import build_export, load_export
 
-            blob, n, dynamic = build_export(prep.factory(not portable), prep.inputs)
+            xs = convert_inputs(prep.inputs, precision)
+            blob, n, dynamic = build_export(precise_factory(prep.factory(not portable), precision), xs)
             notes += n
             if dynamic:
                 notes.append("dynamic batch (1 to 4096)")
             data[out] = blob
-            if verify:
+            if verify or precision.dtype != "fp32":  # also proves the kernels for the dtype exist here
                 with torch.no_grad():
-                    _check(errors, "export vs eager", target, _eager_outputs(prep, not portable), load_export(blob)(*prep.inputs))
+                    got = load_export(blob)(*xs)
+                if verify:
+                    _check(errors, f"export vs {vs}", target, _eager_outputs(prep, not portable), got, tol)
         elif target == "onnx":
             from archc.backends.onnx import OPSET, build_onnx, have_onnx, have_onnxruntime, run_onnx
 
             if not have_onnx():
                 raise TargetError("the onnx target needs the 'onnx' package", hint="pip install 'archc[onnx]'")
-            blob, n = build_onnx(prep.factory(not portable), prep.inputs, prep.input_names)
+            xs = convert_inputs(prep.inputs, precision)
+            blob, n = build_onnx(precise_factory(prep.factory(not portable), precision), xs, prep.input_names)
             notes += n
             notes.append(f"opset {OPSET}, passes onnx.checker")
+            if precision.channels_last:
+                notes.append("--channels-last: an ONNX graph has no memory format; the runtime picks its own layout")
             data[out] = blob
-            if verify:
-                if have_onnxruntime():
-                    _check(errors, "onnxruntime vs eager", target, _eager_outputs(prep, not portable), run_onnx(blob, prep.inputs))
-                else:
-                    notes.append("onnxruntime is not installed: outputs not compared (pip install onnxruntime)")
+            if have_onnxruntime() and (verify or precision.dtype != "fp32"):
+                got = run_onnx(blob, xs)
+                if verify:
+                    _check(errors, f"onnxruntime vs {vs}", target, _eager_outputs(prep, not portable), got, tol)
+            elif verify:
+                notes.append("onnxruntime is not installed: outputs not compared (pip install onnxruntime)")
         elif target == "cudagraph":
             from archc.backends.cudagraph import cudagraph_source
             from archc.passes.equivalence import module_from_source
 
             src, n = cudagraph_source(prep.source, tuple(prep.inputs[0].shape), fused=prep.pipeline == "fused")
+            src = _module_source(src, precision)
             notes += n
             data[out] = src.encode()
             if prep.converted:
                 data[out.with_suffix(".pth")] = _weights_bytes(prep.state_dict)
-            if verify:
+            if verify or not precision.is_default:
                 mod = module_from_source(src, "archc_cudagraph")
                 model = mod.create_model()
                 model.load_state_dict(prep.state_dict)
                 model.eval()
                 ref = _eager_outputs(prep, False)
+                xs = convert_inputs(prep.inputs, precision)
                 if torch.cuda.is_available():
                     runner = mod.CUDAGraphRunner(model, tuple(prep.inputs[0].shape))
-                    _check(errors, "cudagraph replay vs eager (CPU)", target, ref, runner(prep.inputs[0].cuda()))
+                    _check(errors, f"cudagraph replay vs {vs} (CPU)", target, ref, runner(xs[0].cuda()), tol)
                 else:
                     with torch.no_grad():
-                        _check(errors, "module vs eager (CPU; CUDA absent, graph not captured)", target, ref, model(*prep.inputs))
+                        _check(errors, f"module vs {vs} (CPU; CUDA absent, graph not captured)", target, ref, model(*xs), tol)
                     notes.append("CUDA is not available here: the runner was generated but not captured")
     except ArchcError:
         raise
     except Exception as exc:  # noqa: BLE001 - an exporter refusing an op is a user-facing limit, not a crash
+        missing = cannot_run(exc, target, precision)
+        if missing is not None:
+            raise missing from exc
         raise TargetError(f"target '{target}' cannot compile '{prep.compile.doc.name}': {type(exc).__name__}: {first_line(exc)[:300]}",
                           hint="try another target (e.g. --target pytorch or torchscript)") from exc
+    prep.progress.end()
     return TargetResult(target, prep.pipeline, out, list(data), prep, notes, errors, time.perf_counter() - t0, data)
 
 
@@ -452,8 +568,12 @@ def write_files(data: Mapping[Path, bytes]) -> list[Path]:
 
 
 def compile_target(spec: str | Path, options: CompileOptions | None = None, out: str | Path | None = None,
-                   input_shape: Sequence[int] | str | None = None, verify: bool = True, text: str | None = None) -> TargetResult:
+                   input_shape: Sequence[int] | str | None = None, verify: bool = True, text: str | None = None,
+                   precision: Precision | None = None) -> TargetResult:
     """Compile ``spec`` for ``options.target`` and write the artifact to ``out`` (atomically).
+
+    ``precision``: the artifact's dtype and memory layout (``Precision("bf16", channels_last=True)``;
+    default float32, NCHW).
 
     >>> r = compile_target("specs/repvgg.yaml", CompileOptions(target="torchscript", pipeline="deploy"), "repvgg.pt")  # doctest: +SKIP
     >>> torch.jit.load("repvgg.pt")(torch.randn(1, 3, 224, 224)).shape  # doctest: +SKIP
@@ -468,7 +588,7 @@ def compile_target(spec: str | Path, options: CompileOptions | None = None, out:
     path = Path(out) if out is not None else default_output(prep.compile, options.target)
     inputs = input_paths(prep.compile, options.weights)
     check_output(path, options.target, inputs)
-    result = build_artifact(prep, options.target, path, verify)
+    result = build_artifact(prep, options.target, path, verify, precision=precision)
     check_output(path, options.target, inputs, list(result.data))
     result.files = write_files(result.data)
     prep.compile.files = result.files

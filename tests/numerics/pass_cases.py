@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import torch
 
+from archc._docgen.pass_examples import FIRE, NO_FIRE, FireCase, NoFireCase, example_graph
 from archc.ir.graph import Graph
 from archc.ops.conv import resolve_padding
 from archc.passes import equivalence as eqv
 from archc.passes.base import PASSES, PassResult
 from archc.passes.equivalence import module_from_graph, randomize
-from archc._docgen.pass_examples import FIRE, NO_FIRE, FireCase, NoFireCase, example_graph
 from archc.passes.pipeline import run_pipeline
 
 __all__ = ["FireCase", "NoFireCase", "FIRE", "NO_FIRE", "graph_of", "canon", "run_named", "no_model_construction",

@@ -119,8 +119,8 @@ def test_passes_md_covers_every_pass_and_rule() -> None:
 
 def test_refusal_messages_are_found() -> None:
     """Every refusal ``archc explain`` prints for the NoFire examples is a message the catalogue lists for its rule."""
-    from archc.passes.base import PASSES
     from archc._docgen.pass_examples import NO_FIRE, example_graph
+    from archc.passes.base import PASSES
     from archc.passes.explain import explain
 
     for case in NO_FIRE:
