@@ -18,10 +18,19 @@ The two tensor lists are aligned as sequences, block by block:
    ties: timm's layer-scale ``gamma`` first in a ConvNeXt block pairs with the ``gamma`` last here.
    A pairing that neither shapes nor tokens decide is reported as ambiguous, never guessed. Across
    blocks (a list of modules or the root) the order must hold: reordered stages are refused.
+4. **Names against order.** Siblings of equal shapes are interchangeable to the shape walk, which pairs
+   them in order. Their names are checked against that pairing (:func:`_name_pairing`): a pairing the
+   names settle — equal names, or one distinctive name token in common, on both sides uniquely — is
+   followed, even where it crosses the order (an mmdetection neck listing ``cconv`` before ``lconv``
+   maps onto a module that registers ``lconv`` first); a group whose names contradict the order
+   without settling it is reported as ambiguous. Positions (``0``, ``1``, ...) are not names, a
+   tensor with a role token is named by its module (``lconv.weight``), and a name that occurs twice on
+   one side of the group says nothing.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,6 +92,81 @@ def _sig(items: Sequence[Item]) -> Counter:
 def _consistent(a: Leaf, b: Leaf) -> bool:
     """Tokens agree or one of them says nothing."""
     return a.token is None or b.token is None or a.token == b.token
+
+
+def _name(item: Item) -> str | None:
+    """What an item is called, for pairing by name: lowercase, separators dropped (``l_conv`` = ``lconv``).
+
+    A tensor whose last key component is a role the tokens judge (``weight``, ``running_var``, a layer
+    scale) is named by its module and role (``lconv.weight``). None where there is no name: a position in
+    a list of modules (``0``)."""
+    def norm(part: str) -> str | None:
+        out = re.sub(r"[^0-9a-z]", "", part.lower())
+        return None if not out or out.isdigit() else out
+
+    if isinstance(item, Leaf) and item.token is not None:
+        owner = norm(item.path[-2]) if len(item.path) > 1 else None
+        return None if owner is None else f"{owner}.{item.token}"
+    return norm(item.path[-1]) if item.path else None
+
+
+def _name_tokens(item: Item) -> set[str]:
+    """The words of an item's name (``lateralConv_2`` → {lateral, conv}); digits are positions, not words."""
+    last = item.path[-1] if item.path else ""
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", last)
+    return {w.lower() for w in words}
+
+
+def _name_pairing(xs: Sequence[Item], ys: Sequence[Item]) -> list[int] | None:
+    """How the names pair two equally long groups of interchangeable siblings: ``perm`` with ``xs[i]`` ↔
+    ``ys[perm[i]]``; the order (identity) where names agree with it or say nothing; None where they
+    contradict the order but do not settle a pairing (the caller reports the group as ambiguous).
+
+    A name pairs by equality first, then by a distinctive word in common (``lateral_conv`` ↔ ``lateral``:
+    words every name of a side carries, like ``conv``, distinguish nothing), in both cases only where the
+    match is unique on both sides. One item left over when all others are paired is settled by elimination.
+    """
+    n = len(xs)
+    order = list(range(n))
+    if n < 2:
+        return order
+    nx, ny = [_name(x) for x in xs], [_name(y) for y in ys]
+    # a name twice on one side of the group does not tell its items apart
+    nx = [a if a is not None and nx.count(a) == 1 else None for a in nx]
+    ny = [b if b is not None and ny.count(b) == 1 else None for b in ny]
+    match: dict[int, int] = {}
+    for i, a in enumerate(nx):
+        if a is not None and a in ny:
+            match[i] = ny.index(a)
+    # distinctive words: those every name of a side carries (``conv``) tell nothing apart
+    tx = [_name_tokens(x) if isinstance(x, Node) and nx[i] is not None else set() for i, x in enumerate(xs)]
+    ty = [_name_tokens(y) if isinstance(y, Node) and ny[j] is not None else set() for j, y in enumerate(ys)]
+    common_x, common_y = set.intersection(*tx), set.intersection(*ty)
+    tx, ty = [t - common_x for t in tx], [t - common_y for t in ty]
+    free_x = [i for i in range(n) if i not in match]
+    free_y = [j for j in range(n) if j not in match.values()]
+    hits_x = {i: [j for j in free_y if tx[i] & ty[j]] for i in free_x}
+    hits_y = {j: [i for i in free_x if tx[i] & ty[j]] for j in free_y}
+    for i, js in hits_x.items():
+        if len(js) == 1 and hits_y[js[0]] == [i]:
+            match[i] = js[0]
+    # the names speak against the order where they pair across it, or where an item shares nothing with its
+    # partner in order but a word with another item of the group
+    crossing = any(i != j for i, j in match.items()) or any(
+        match.get(i) != i and not (tx[i] & ty[i]) and any(tx[i] & ty[j] or tx[j] & ty[i] for j in range(n) if j != i)
+        for i in range(n))
+    if not crossing:
+        return order
+    if len(match) == n - 1:  # the last one is what is left
+        i = next(k for k in range(n) if k not in match)
+        match[i] = next(k for k in range(n) if k not in match.values())
+    if len(match) < n:
+        return None
+    return [match[i] for i in range(n)]
+
+
+def _group_key(item: Item) -> tuple:
+    return tuple(sorted(item.sig.items()))
 
 
 def _cosegments(S: Sequence[Item], T: Sequence[Item]) -> tuple[list[tuple[list[Item], list[Item]]], int, int]:
@@ -155,13 +239,16 @@ class _Matcher:
             if _sig(S) != _sig(T):
                 self.lcs(S, T)  # type: ignore[arg-type]
             elif len(S) == 1 or all(x.canon == y.canon and _consistent(x, y) for x, y in zip(S, T)):  # type: ignore[union-attr]
+                if self._names_reorder(S, T):
+                    self.by_shape(S, T)  # type: ignore[arg-type]  # per shape class, where the names decide
+                    return
                 for x, y in zip(S, T):
                     self.segment([x], [y])
             else:
                 self.segment(S, T)
             return
         front, i, j = _cosegments(S, T)
-        for a, b in _merge_leaf_runs(front):
+        for a, b in _merge_leaf_runs(self.by_name(front)):
             self.segment(a, b)
         S, T = S[i:], T[j:]
         if not S and not T:
@@ -169,7 +256,7 @@ class _Matcher:
         back, bi, bj = _cosegments(S[::-1], T[::-1])
         mid_s, mid_t = S[: len(S) - bi], T[: len(T) - bj]
         self.middle(mid_s, mid_t)
-        for a, b in _merge_leaf_runs([(a[::-1], b[::-1]) for a, b in reversed(back)]):
+        for a, b in _merge_leaf_runs(self.by_name([(a[::-1], b[::-1]) for a, b in reversed(back)])):
             self.segment(a, b)
 
     def middle(self, S: list[Item], T: list[Item]) -> None:
@@ -212,6 +299,40 @@ class _Matcher:
             self.in_order(A, B)  # type: ignore[arg-type]
         else:
             self.forest(_expand(A), _expand(B))
+
+    def by_name(self, segs: list[tuple[list[Item], list[Item]]]) -> list[tuple[list[Item], list[Item]]]:
+        """Re-pair one-to-one segments of interchangeable siblings where their names settle another pairing;
+        a group whose names contradict the order without settling it is reported and dropped."""
+        out = list(segs)
+        drop: set[int] = set()
+        k = 0
+        while k < len(out):
+            end = k
+            while end < len(out) and len(out[end][0]) == 1 and len(out[end][1]) == 1:
+                end += 1
+            groups: dict[tuple, list[int]] = {}
+            for at in range(k, end):
+                groups.setdefault(_group_key(out[at][0][0]), []).append(at)
+            for idx in groups.values():
+                xs = [out[at][0][0] for at in idx]
+                ys = [out[at][1][0] for at in idx]
+                perm = _name_pairing(xs, ys)
+                if perm is None:
+                    self.result.ambiguous.append((_flatten(xs), _flatten(ys)))
+                    drop.update(idx)
+                else:
+                    for at, x, p in zip(idx, xs, perm):
+                        out[at] = ([x], [ys[p]])
+            k = end + 1
+        return [seg for at, seg in enumerate(out) if at not in drop]
+
+    def _names_reorder(self, S: Sequence[Item], T: Sequence[Item]) -> bool:
+        """Whether the names pair some same-shape tensors of these aligned lists otherwise than their order."""
+        groups: dict[tuple, list[int]] = {}
+        for at, x in enumerate(S):
+            groups.setdefault(_group_key(x), []).append(at)
+        return any(_name_pairing([S[i] for i in idx], [T[i] for i in idx]) != list(range(len(idx)))
+                   for idx in groups.values())
 
     def in_block(self, A: Sequence[Item], B: Sequence[Item]) -> bool:
         """Reordering is allowed only inside one block, on both sides (never across blocks or stages)."""
@@ -257,9 +378,13 @@ class _Matcher:
             for key, xs in by_a.items():
                 ys = by_b.get(key, [])
                 if len(xs) == len(ys):
-                    for x, y in zip(xs, ys):
-                        self.forest(list(x.items), list(y.items))
-                        done.update((id(x), id(y)))
+                    perm = _name_pairing(xs, ys)
+                    if perm is None:
+                        self.result.ambiguous.append((_flatten(xs), _flatten(ys)))
+                    else:
+                        for x, k in zip(xs, perm):
+                            self.forest(list(x.items), list(ys[k].items))  # type: ignore[union-attr]
+                    done.update(id(z) for z in xs + ys)
             A = [x for x in A if id(x) not in done]
             B = [y for y in B if id(y) not in done]
             if not A and not B:
@@ -279,6 +404,14 @@ class _Matcher:
         for xs, ys in classes.values():
             if len(xs) != len(ys):  # cannot happen in a balanced segment; report rather than trust it
                 self.lost(xs, ys, "no counterpart of this shape in the block", "no counterpart of this shape in the block")
+                continue
+            perm = _name_pairing(xs, ys)
+            if perm is None or (perm != sorted(perm) and not all(_consistent(x, ys[k]) for x, k in zip(xs, perm))):
+                self.result.ambiguous.append((xs, ys))
+                continue
+            if perm != sorted(perm):
+                for x, k in zip(xs, perm):
+                    self.pair(x, ys[k])
                 continue
             if all(_consistent(x, y) for x, y in zip(xs, ys)):
                 for x, y in zip(xs, ys):

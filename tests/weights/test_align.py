@@ -158,3 +158,110 @@ def test_checkpoint_that_is_not_a_state_dict(tmp_path: Path) -> None:
     torch.save({"epoch": 3, "lr": 0.1}, path)
     with pytest.raises(CheckpointError, match="entry 'epoch' is a int, not a tensor"):
         load_source(str(path))
+
+
+class _TwoHeads(torch.nn.Module):
+    """Two conv + BN branches of equal shapes (SEPC's cls / loc convs); ``names`` gives each role's
+    attribute names, ``order`` the roles in registration order (the state dict's order)."""
+
+    def __init__(self, names: dict[str, tuple[str, str]], order: tuple[str, str], c: int = 4) -> None:
+        super().__init__()
+        self.names = names
+        for role in order:
+            self.add_module(names[role][0], torch.nn.Conv2d(c, c, 3, padding=1))
+        for role in order:
+            self.add_module(names[role][1], torch.nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = []
+        for role in ("cls", "loc"):
+            conv, bn = (getattr(self, n) for n in self.names[role])
+            out.append(torch.relu(bn(conv(x))))
+        return out[0], out[1] * 2.0
+
+
+_SPEC_NAMES = {"cls": ("cconv", "cbn"), "loc": ("lconv", "lbn")}
+
+
+_WORD_NAMES = {"cls": ("cls", "cls_bn"), "loc": ("loc", "loc_bn")}
+
+
+@pytest.mark.parametrize(("src_names", "tgt_names"), [
+    (_SPEC_NAMES, _SPEC_NAMES),  # the same names, listed the other way (an mmdetection SEPC neck vs the spec's module)
+    ({"cls": ("c_conv", "c_bn"), "loc": ("L_CONV", "l_bn")}, _SPEC_NAMES),  # separators and case: the same name
+    ({"cls": ("cls_conv", "cls_norm"), "loc": ("loc_conv", "loc_norm")}, _WORD_NAMES),  # a distinctive word in common
+], ids=["equal", "normalized", "words"])
+def test_names_settle_swapped_siblings_of_equal_shapes(src_names: dict[str, tuple[str, str]],
+                                                      tgt_names: dict[str, tuple[str, str]]) -> None:
+    """Shapes cannot tell the two branches apart and the orders differ: the names decide, and the mapped
+    weights compute what the source computes (the order pairing swaps cls and loc)."""
+    src = randomized(_TwoHeads(src_names, ("cls", "loc")), 7)
+    for prefix in ("", "neck.1."):
+        sd = {prefix + k: v for k, v in src.state_dict().items()}
+        tgt = _TwoHeads(tgt_names, ("loc", "cls"))
+        wm = map_state_dict(sd, tgt.state_dict())
+        assert wm.complete, wm.problems()
+        for role in ("cls", "loc"):
+            for s_name, t_name in zip(src_names[role], tgt_names[role]):
+                assert wm.mapping[f"{t_name}.weight"] == f"{prefix}{s_name}.weight"
+        assert len(wm.reordered) == 6  # one branch's conv weight, bias and BN weight, bias, mean, var moved
+        state = wm.apply(sd, tgt.state_dict())
+        assert compare_outputs(src, src.state_dict(), tgt, state, [(2, 4, 6, 6)]) <= 1e-12
+    # the pairing in order (what the names overrule) computes something else: the test can fail
+    swapped = {t: sd[s] for t, s in zip(tgt.state_dict(), sd)}
+    assert compare_outputs(src, src.state_dict(), tgt, swapped, [(2, 4, 6, 6)]) > 1e-3
+
+
+def test_names_settle_siblings_inside_a_block_and_single_tensors() -> None:
+    # inside a block (pairing by signature) and between a module's own unnamed tensors
+    src = _sd(b__0__gamma=(4,), b__0__cconv__weight=(4, 4, 3, 3), b__0__lconv__weight=(4, 4, 3, 3),
+              b__0__p=(4, 2), b__0__q=(4, 2))
+    tgt = _sd(b__0__lconv__weight=(4, 4, 3, 3), b__0__cconv__weight=(4, 4, 3, 3), b__0__q=(4, 2), b__0__p=(4, 2),
+              b__0__ls__gamma=(4,))
+    wm = map_state_dict(src, tgt)
+    assert wm.complete, wm.problems()
+    assert {k: v for k, v in wm.mapping.items()} == {
+        "b.0.lconv.weight": "b.0.lconv.weight", "b.0.cconv.weight": "b.0.cconv.weight", "b.0.q": "b.0.q",
+        "b.0.p": "b.0.p", "b.0.ls.gamma": "b.0.gamma"}
+    # the last one left is settled by elimination
+    wm = map_state_dict(_sd(cconv__weight=(4, 4, 3, 3), lconv__weight=(4, 4, 3, 3)),
+                        _sd(lconv__weight=(4, 4, 3, 3), head__weight=(4, 4, 3, 3)))
+    assert wm.complete and wm.mapping == {"lconv.weight": "lconv.weight", "head.weight": "cconv.weight"}
+
+
+def test_positions_and_silent_names_keep_the_order() -> None:
+    """List positions are no names, and names that say nothing (or agree) leave the order pairing."""
+    src = _sd(blocks__1__conv__weight=(4, 4, 3, 3), blocks__0__conv__weight=(4, 4, 3, 3))
+    tgt = _sd(s__0__c__weight=(4, 4, 3, 3), s__1__c__weight=(4, 4, 3, 3))
+    wm = map_state_dict(src, tgt)
+    assert wm.complete and wm.mapping == {"s.0.c.weight": "blocks.1.conv.weight", "s.1.c.weight": "blocks.0.conv.weight"}
+    wm = map_state_dict(_sd(conv1__weight=(4, 4, 3, 3), conv2__weight=(4, 4, 3, 3)),
+                        _sd(conv_a__weight=(4, 4, 3, 3), conv_b__weight=(4, 4, 3, 3)))
+    assert wm.complete and wm.mapping == {"conv_a.weight": "conv1.weight", "conv_b.weight": "conv2.weight"}
+
+
+@pytest.mark.parametrize("case", ["partly_named", "words_conflict", "in_block", "tensors"])
+def test_names_against_the_order_that_do_not_settle_it_are_refused(case: str) -> None:
+    """The names say the order is wrong but do not say what is right: the whole group is ambiguous."""
+    w = (4, 4, 3, 3)
+    if case == "partly_named":  # cconv/lconv cross; the two others have no names in common
+        src = _sd(cconv__weight=w, lconv__weight=w, p__weight=w, q__weight=w)
+        tgt = _sd(lconv__weight=w, cconv__weight=w, u__weight=w, v__weight=w)
+    elif case == "words_conflict":  # cls_reg shares a word with both: no unique pairing, and cls_conv ↔ reg in order
+        src = _sd(cls_conv__weight=w, reg_conv__weight=w, cls_reg_conv__weight=w)
+        tgt = _sd(reg__weight=w, cls__weight=w, other__weight=w)
+    elif case == "in_block":
+        src = _sd(b__0__gamma=(4,), b__0__cconv__weight=w, b__0__lconv__weight=w, b__0__p__weight=w, b__0__q__weight=w)
+        tgt = _sd(b__0__lconv__weight=w, b__0__cconv__weight=w, b__0__u__weight=w, b__0__v__weight=w,
+                  b__0__ls__gamma=(4,))
+    else:
+        src = _sd(b__0__p=(4, 2), b__0__q=(4, 2), b__0__r=(4, 2), b__0__s=(4, 2))
+        tgt = _sd(b__0__q=(4, 2), b__0__p=(4, 2), b__0__u=(4, 2), b__0__v=(4, 2))
+    wm = map_state_dict(src, tgt)
+    assert not wm.complete and len(wm.ambiguous) == 1
+    xs, ys = wm.ambiguous[0]
+    assert {x.key for x in xs} == {k for k in src if not k.endswith("gamma")}
+    assert {y.key for y in ys} == {k for k in tgt if not k.endswith("gamma")}
+    assert not set(wm.mapping) & {y.key for y in ys}  # nothing of the group is guessed
+    line = next(ln for ln in wm.problems() if "ambiguous" in ln)
+    assert all(k in line for k in [x.key for x in xs] + [y.key for y in ys])
