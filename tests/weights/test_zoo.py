@@ -207,3 +207,71 @@ def test_outputs_are_checked(resnet: tuple[Path, TorchvisionResNet], tmp_path: P
     assert rc == 1 and path.read_bytes() == before
     rc, _, err = _run(capsys, "weights", *RESNET, "--from", str(path), "-o", str(tmp_path / "o.pt"))
     assert rc == 1 and "must be a .pth file" in err
+
+
+_HEADS_SPEC = """archc: 1
+name: heads
+inputs:
+  x: [B, 4, 8, 8]
+graph:
+- lconv: {op: conv2d, in: x, out: 4, kernel: 3}
+- cconv: {op: conv2d, in: x, out: 4, kernel: 3}
+- NAME1: {op: conv2d, in: x, out: 4, kernel: 3}
+- NAME2: {op: conv2d, in: x, out: 4, kernel: 3}
+- loc: {op: relu, in: lconv}
+- cls: {op: sigmoid, in: cconv}
+- other: {op: tanh, in: NAME1}
+- fourth: {op: abs, in: NAME2}
+outputs: [cls, loc, other, fourth]
+"""
+
+_HEADS_SOURCE = """import torch
+import torch.nn as nn
+
+
+class Official(nn.Module):
+    # registered cls first: the checkpoint lists cconv before lconv
+    def __init__(self):
+        super().__init__()
+        self.cconv = nn.Conv2d(4, 4, 3, padding=1)
+        self.lconv = nn.Conv2d(4, 4, 3, padding=1)
+        self.NAME1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.NAME2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.cconv(x)), torch.relu(self.lconv(x)), torch.tanh(self.NAME1(x)), self.NAME2(x).abs()
+"""
+
+
+@pytest.mark.parametrize(("spec_names", "src_names"), [
+    (("extra", "last"), ("extra", "last")), (("extra", "last"), ("extra", "conv4")), (("p", "r"), ("q", "s"))],
+    ids=["named", "left_over", "unsettled"])
+def test_swapped_equal_shape_convs_via_cli(spec_names: tuple[str, str], src_names: tuple[str, str], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Four convs of one shape, the checkpoint's first two the other way round: names settle it (the
+    others pair by name, or one by name and the last as the one left over) and --check confirms the
+    outputs; with two names on each side that match nothing, the names contradict the order without
+    settling it, and the map is refused with the group listed."""
+    spec = tmp_path / "heads.yaml"
+    spec.write_text(_HEADS_SPEC.replace("NAME1", spec_names[0]).replace("NAME2", spec_names[1]))
+    factory = tmp_path / "official.py"
+    factory.write_text(_HEADS_SOURCE.replace("NAME1", src_names[0]).replace("NAME2", src_names[1]))
+    ns: dict[str, object] = {}
+    exec(compile(factory.read_text(), str(factory), "exec"), ns)  # noqa: S102 - the test's own source model
+    model = randomized(ns["Official"](), 5)  # type: ignore[operator]
+    ckpt, out = tmp_path / "official.pth", tmp_path / "mapped.pth"
+    torch.save(model.state_dict(), ckpt)
+    rc, stdout, err = _run(capsys, "weights", str(spec), "--from", str(ckpt), "-o", str(out),
+                           "--check", f"{factory}:Official")
+    if spec_names[0] == "p":
+        assert rc == 1 and not out.exists()
+        assert "1 group is ambiguous" in err.splitlines()[0], err
+        line = next(ln for ln in err.splitlines() if "ambiguous  checkpoint" in ln)
+        assert all(f"{k}.{t}" in line for k in ("cconv", "lconv", "p", "q", "r", "s") for t in ("weight", "bias")), line
+        return
+    assert rc == 0, err
+    assert "mapped 8 of 8 tensors (2 reordered within blocks)" in stdout, stdout
+    found = re.search(r"max rel\. error (\S+)", stdout)
+    assert found and float(found.group(1)) <= 1e-12
+    state = torch.load(out, weights_only=True)
+    assert torch.equal(state["lconv.weight"], model.state_dict()["lconv.weight"])
