@@ -23,9 +23,10 @@ The two tensor lists are aligned as sequences, block by block:
    names settle — equal names, or one distinctive name token in common, on both sides uniquely — is
    followed, even where it crosses the order (an mmdetection neck listing ``cconv`` before ``lconv``
    maps onto a module that registers ``lconv`` first); a group whose names contradict the order
-   without settling it is reported as ambiguous. Positions (``0``, ``1``, ...) are not names, a
-   tensor with a role token is named by its module (``lconv.weight``), and a name that occurs twice on
-   one side of the group says nothing.
+   without settling it is reported as ambiguous. Positions (``0``, ``1``, ...) are not names, nor are
+   numbers within names (``conv1``/``conv2``: code bases count from 0 or 1), a tensor with a role token
+   is named by its module (``lconv.weight``), and a name that occurs twice on one side of the group
+   says nothing.
 """
 
 from __future__ import annotations
@@ -117,6 +118,13 @@ def _name_tokens(item: Item) -> set[str]:
     return {w.lower() for w in words}
 
 
+def _distinct(names: list[str | None]) -> list[str | None]:
+    """The names that tell their item apart: unique in the group, and unique without their digits."""
+    bases = [None if n is None else re.sub(r"\d+", "", n) for n in names]
+    return [n if n is not None and names.count(n) == 1 and bases.count(b) == 1 else None
+            for n, b in zip(names, bases)]
+
+
 def _name_pairing(xs: Sequence[Item], ys: Sequence[Item]) -> list[int] | None:
     """How the names pair two equally long groups of interchangeable siblings: ``perm`` with ``xs[i]`` ↔
     ``ys[perm[i]]``; the order (identity) where names agree with it or say nothing; None where they
@@ -131,9 +139,9 @@ def _name_pairing(xs: Sequence[Item], ys: Sequence[Item]) -> list[int] | None:
     if n < 2:
         return order
     nx, ny = [_name(x) for x in xs], [_name(y) for y in ys]
-    # a name twice on one side of the group does not tell its items apart
-    nx = [a if a is not None and nx.count(a) == 1 else None for a in nx]
-    ny = [b if b is not None and ny.count(b) == 1 else None for b in ny]
+    # a name twice on one side of the group does not tell its items apart, nor do numbers alone: conv1, conv2
+    # are positions, and code bases count them differently (conv0, conv1 against conv1, conv2)
+    nx, ny = _distinct(nx), _distinct(ny)
     match: dict[int, int] = {}
     for i, a in enumerate(nx):
         if a is not None and a in ny:

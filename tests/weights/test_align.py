@@ -265,3 +265,12 @@ def test_names_against_the_order_that_do_not_settle_it_are_refused(case: str) ->
     assert not set(wm.mapping) & {y.key for y in ys}  # nothing of the group is guessed
     line = next(ln for ln in wm.problems() if "ambiguous" in ln)
     assert all(k in line for k in [x.key for x in xs] + [y.key for y in ys])
+
+
+def test_numbers_in_names_are_positions() -> None:
+    """conv0, conv1 against conv1, conv2: the numbers count from another start, they do not rename; the order holds."""
+    w = (4, 4, 3, 3)
+    wm = map_state_dict(_sd(conv1__weight=w, conv2__weight=w, conv3__weight=w),
+                        _sd(conv0__weight=w, conv1__weight=w, conv2__weight=w))
+    assert wm.complete and not wm.reordered
+    assert wm.mapping == {"conv0.weight": "conv1.weight", "conv1.weight": "conv2.weight", "conv2.weight": "conv3.weight"}
