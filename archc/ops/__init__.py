@@ -2,6 +2,7 @@
 
 from archc.ops import (  # noqa: F401  (registration)
     activation,
+    aggregated,
     attention,
     constants,
     conv,

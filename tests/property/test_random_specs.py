@@ -1576,6 +1576,46 @@ def unit_positions(sc: Scope) -> None:
     sc.emit("reshape", {"shape": [c, h, w]}, [t])
 
 
+def unit_local_window(sc: Scope) -> None:
+    """TransNeXt-style: unfold k×k taps -> tokens, L2-normalized, length-scaled, padding mask (added, or filled in
+    through ne/where), summed over the
+    taps, + a log-spaced offset bias (an MLP row gathered per (query, pooled key)) -> back to NCHW."""
+    g = sc.g
+    x = sc.pick_input((4,), need_ref=True)
+    c, h, w = _one_shape(x)
+    k = g.choice((1, 3, 3))
+    (u,) = sc.emit("unfold", {"kernel": k}, [x], need_hw=False, nid=sc.fresh_id("taps"))
+    (u,) = sc.emit("transpose", {"dim0": 1, "dim1": 2}, [u], need_hw=False)
+    (u,) = sc.emit("l2_normalize", {} if g.chance(0.5) else {"dim": 2, "eps": 1e-6}, [u], need_hw=False)
+    scale = {"resolution": [h, w], "window": g.choice((0, k)), "extra": g.int(0, 4)}
+    if scale["window"] == 0 and h * w + scale["extra"] < 2:
+        raise Infeasible("one key")
+    (u,) = sc.emit("seq_length_scale", scale, [u], need_hw=False)
+    (u,) = sc.emit("reshape", {"shape": [h * w, c, k * k]}, [u], need_hw=False)
+    if k > 1:
+        (m,) = sc.emit("unfold_padding_mask", {"resolution": [h, w], "window": k, "fill": -1.0}, [], need_hw=False,
+                       nid=sc.fresh_id("mask"), batched=False)
+        (m,) = sc.emit("reshape", {"shape": [1, k * k]}, [m], need_hw=False, batched=False)
+        if g.chance(0.5):
+            (u,) = sc.emit("add", {}, [u, m], need_hw=False)
+        else:  # masked_fill: the padded taps (mask != 0) take the mask's value
+            (pad,) = sc.emit("ne", {"value": 0.0}, [m], need_hw=False, batched=False, nid=sc.fresh_id("padded"))
+            (u,) = sc.emit("where", {}, [pad, m, u], need_hw=False)
+            sc.vals.remove(pad)  # a bool value: nothing else may read it
+    (u,) = sc.emit("sum", {"dims": [3], "keepdim": False}, [u], need_hw=False)
+    if g.chance(0.6):
+        kh, kw = g.int(1, h), g.int(1, w)
+        cpb = {"query": [h, w], "key": [kh, kw], "pretrain": [g.int(2, 2 * h + 2), g.int(2, 2 * w + 2)]}
+        (t,) = sc.emit("log_cpb_coords", cpb, [], need_hw=False, nid=sc.fresh_id("coords"), batched=False)
+        (t,) = sc.emit("linear", {"out": c}, [t], need_hw=False, batched=False)
+        (i,) = sc.emit("log_cpb_index", cpb, [], need_hw=False, nid=sc.fresh_id("index"), batched=False)
+        (b,) = sc.emit("index_select", {"dim": 1}, [t, i], need_hw=False, batched=False)
+        (b,) = sc.emit("mean", {"dims": [2], "keepdim": False}, [b], need_hw=False, batched=False)
+        (u,) = sc.emit("add", {}, [u, b], need_hw=False)
+    (u,) = sc.emit("transpose", {"dim0": 1, "dim1": 2}, [u], need_hw=False)
+    sc.emit("reshape", {"shape": [c, h, w]}, [u])
+
+
 def unit_deconv(sc: Scope) -> None:
     """conv_transpose2d up, then resize back to the input's size (a reference input) or pool down."""
     g = sc.g
@@ -1642,7 +1682,7 @@ UNITS: list[tuple[Callable[[Scope], None], int, bool]] = [
     (unit_fft, 1, True), (unit_div, 1, True), (unit_ska, 1, True), (unit_split_merge, 3, True), (unit_up_down, 1, True), (unit_head, 1, False),
     (unit_op_repeat, 4, True), (unit_block, 12, True),
     (unit_windows, 1, True), (unit_pointwise, 2, True), (unit_positions, 1, True), (unit_deconv, 1, True),
-    (unit_pyramid, 1, True),
+    (unit_pyramid, 1, True), (unit_local_window, 1, True),
 ]
 
 
