@@ -313,9 +313,15 @@ def test_table_size_and_contents(q: int, k: int, p: int) -> None:
     assert torch.equal(table[0], want_t) and torch.equal(index, want_i)
 
 
-def test_unfold_and_mask_ops_reject_even_windows() -> None:
+@pytest.mark.parametrize("params,message", [
+    (["window=4", "img=64"], "must be odd"),
+    (["img=32"], "one key gives log"),  # the last stage would be a single token
+    (["img=80"], "'reshape' shape"),  # not a multiple of 32: the stride-2 embeddings round up
+    (["img=64", "pretrain=32"], "must be >= 2"),  # the offsets are scaled by (pretrain grid - 1)
+])
+def test_sizes_the_official_model_cannot_take_are_refused(params: list[str], message: str) -> None:
     from archc.diagnostics import ArchcError
-    from archc.spec.document import load_spec_doc  # noqa: F401  (import check: the spec layer is loadable)
 
-    with pytest.raises(ArchcError, match="must be odd"):
-        compile_spec(SPEC, CompileOptions(params=["window=4", "img=64"]))
+    with pytest.raises(ArchcError, match=message) as err:
+        compile_spec(SPEC, CompileOptions(params=params))
+    assert err.value.loc is not None and "\n" not in err.value.message  # one line, at the node that breaks
