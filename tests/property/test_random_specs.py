@@ -1675,6 +1675,21 @@ def unit_pyramid(sc: Scope) -> None:
         sc.prev = back[0]
 
 
+def unit_level_gate(sc: Scope) -> None:
+    """RCNet-style: a map weighted by its softmax over H·W (rescaled to mean 1, or not), adaptive-pooled to
+    the size of a 2×-pooled level (a reference input), resized back to the input."""
+    g = sc.g
+    x = sc.pick_input((4,), need_ref=True)
+    (a,) = sc.emit("spatial_softmax", {"rescale": True} if g.chance(0.6) else {}, [x], write_in=True, need_hw=False,
+                   nid=sc.fresh_id("attn"))
+    (y,) = sc.emit("mul", {}, [a, x], need_hw=False, nid=sc.fresh_id("gated"))
+    (lv,) = sc.emit(g.choice(("maxpool2d", "avgpool2d")), {"kernel": 2}, [x], write_in=True, need_hw=False,
+                    nid=sc.fresh_id("lvl"))
+    attrs = {} if g.chance(0.4) else {"mode": g.choice(("max", "avg"))}
+    (p,) = sc.emit("adaptive_pool_to", attrs, [y, lv], need_hw=False, nid=sc.fresh_id("pooled"))
+    sc.emit("resize", {"mode": g.choice(("nearest", "bilinear"))}, [p, x], write_in=True, nid=sc.fresh_id("up"))
+
+
 UNITS: list[tuple[Callable[[Scope], None], int, bool]] = [
     # (unit, weight, allowed in block bodies)
     (step_op, 30, True), (unit_residual, 6, True), (unit_se, 3, True), (unit_tokens, 2, True),
@@ -1682,7 +1697,7 @@ UNITS: list[tuple[Callable[[Scope], None], int, bool]] = [
     (unit_fft, 1, True), (unit_div, 1, True), (unit_ska, 1, True), (unit_split_merge, 3, True), (unit_up_down, 1, True), (unit_head, 1, False),
     (unit_op_repeat, 4, True), (unit_block, 12, True),
     (unit_windows, 1, True), (unit_pointwise, 2, True), (unit_positions, 1, True), (unit_deconv, 1, True),
-    (unit_pyramid, 1, True), (unit_local_window, 1, True),
+    (unit_pyramid, 1, True), (unit_local_window, 1, True), (unit_level_gate, 1, True),
 ]
 
 
@@ -2028,6 +2043,12 @@ def _observed_modules(model: torch.nn.Module, graph: Graph) -> tuple[dict[str, A
         m = modules.get(path)
         if m is None or isinstance(m, torch.nn.ModuleList):
             continue
+        if not (node.is_block or node.is_repeat):
+            # a module that is only part of the node's expression (a constant table the input is scaled by)
+            # does not return the node's output: the reference interpreter checks that node
+            low = REGISTRY[node.op].lower(node.attrs, list(node.meta["in_types"]), node.types)
+            if not low.forward.startswith("{m}("):
+                continue
         want[path] = node
         # a conv shared by pyramid levels is one module called once per level: its node's outputs are the calls'
         per_call = node.op == "shared_conv2d"
