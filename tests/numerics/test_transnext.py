@@ -325,3 +325,24 @@ def test_sizes_the_official_model_cannot_take_are_refused(params: list[str], mes
     with pytest.raises(ArchcError, match=message) as err:
         compile_spec(SPEC, CompileOptions(params=params))
     assert err.value.loc is not None and "\n" not in err.value.message  # one line, at the node that breaks
+
+
+def test_official_layout_checkpoint_maps_by_structure(tmp_path: Path) -> None:
+    """A state dict with the official names (patch_embed1, block1.0.attn.query_embedding, mlp.dwconv.dwconv, ...)
+    maps onto the module by structure alone (archc weights) and gives the reference's outputs."""
+    from archc.weights.api import map_checkpoint
+
+    ref = RefTransNeXt(64).double().eval()
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.2)
+    mapped = map_checkpoint(SPEC, {k: t.clone() for k, t in ref.state_dict().items()}, params=["img=64"])
+    assert mapped.map.complete
+    res = compile_spec(SPEC, CompileOptions(params=["img=64"]))
+    model = import_source(res.source, tmp_path).create_model().double().eval()
+    model.load_state_dict(mapped.state)
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64, generator=gen)
+    with torch.no_grad():
+        got, want = model(x), ref(x)
+    assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-12
