@@ -22,6 +22,7 @@ from archc.ops import (  # noqa: F401  (registration)
     resize,
     shape,
     ska,
+    spatial,
 )
 from archc.ops.base import HELPERS, REGISTRY, Attr, Call, Lowering, Op, OpCheckError, all_ops, get_op, register
 

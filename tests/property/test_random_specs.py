@@ -1676,12 +1676,15 @@ def unit_pyramid(sc: Scope) -> None:
 
 
 def unit_level_gate(sc: Scope) -> None:
-    """RCNet-style: a map weighted by its softmax over H·W (rescaled to mean 1, or not), adaptive-pooled to
-    the size of a 2×-pooled level (a reference input), resized back to the input."""
+    """RCNet-style: a map weighted by the softmax over H·W (rescaled to mean 1, or not) of itself or a pointwise
+    map of it, adaptive-pooled to the size of a 2×-pooled level (a reference input), resized back to the input."""
     g = sc.g
     x = sc.pick_input((4,), need_ref=True)
-    (a,) = sc.emit("spatial_softmax", {"rescale": True} if g.chance(0.6) else {}, [x], write_in=True, need_hw=False,
-                   nid=sc.fresh_id("attn"))
+    logits = x
+    if g.chance(0.5):  # logits from a pointwise map of the input
+        (logits,) = sc.emit(g.choice(("abs", "tanh")), {}, [x], write_in=True, need_hw=False, nid=sc.fresh_id("logits"))
+    (a,) = sc.emit("spatial_softmax", {"rescale": True} if g.chance(0.6) else {}, [logits], write_in=True,
+                   need_hw=False, nid=sc.fresh_id("attn"))
     (y,) = sc.emit("mul", {}, [a, x], need_hw=False, nid=sc.fresh_id("gated"))
     (lv,) = sc.emit(g.choice(("maxpool2d", "avgpool2d")), {"kernel": 2}, [x], write_in=True, need_hw=False,
                     nid=sc.fresh_id("lvl"))

@@ -1,0 +1,310 @@
+"""specs/rcnet.yaml against an independent RetinaNet ResNet-50 + RCNet neck (RevFP + CSN), float64.
+
+The reference follows the semantics of the authors' release (TempleX98/RCNet,
+``mmdet/models/necks/rcfpn.py``, class RCFPN, with ``configs/rcnet/retinanet_r50_rcfpn_1x_coco.py``:
+RetinaNet's ResNet-50 body, start level C3, five outputs, 256 channels, ``norm_cfg=BN``) and keeps the
+release's module names, so the key map below also says where an official checkpoint's tensors go:
+
+* laterals and extra levels are mmcv ConvModules (conv without bias + BN, no activation); an extra level
+  pads an odd side by replication, then 1×1 conv + BN and a 2×2 max pool;
+* a FusionNode resizes its inputs to its level (bilinear up; replicate-pad and 2×2 max pool down), gates
+  them with ``sigmoid(weight[i](cat(gap(a), gap(b))))``; with ``upsample_attn`` the coarser input is first
+  weighted by ``softmax_HW(temp·C^-1/2·spatial_weight(cat(a, b)))·H·W`` (the gate reads the unweighted
+  map); a three-input node passes the first fusion through ``pre_fusion``; every node ends in
+  ``post_fusion``; both are ConvModules ordered (act, conv, norm) with mmcv's default ReLU;
+* CSN stacks the levels at P4's size (P3 adaptive max pool, P5–P7 bilinear), shifts four groups of C/16
+  channels cyclically along the level axis (by −1, +1, −2, +2), concatenates the stack, mixes each level
+  with its own ConvModule(1×1) + 1×1 conv and adds the stack; adds the spatial and scale contexts; gives
+  each level its map back (P3 bilinear, the others adaptive max pool).
+
+The release's fusion convs are DCNv2 (``out_conv_cfg=dict(type='DCNv2', deform_groups=2)``, an mmcv CUDA
+kernel); the spec and this reference use the release's plain-conv setting (``type='Conv2d'``). Params:
+ResNet-50 body 23,508,032 + neck 6,669,586 = 30,177,618; the DCNv2 release adds 8 offset/mask convs
+(3×3, 256 → 2·3·9 = 54 channels with bias: 124,470 each) = 31,173,378.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from archc.compiler import CompileOptions, compile_spec
+from archc.diagnostics import ArchcError
+from tests.artifact import import_source
+from tests.numerics.test_fpn import ConvBN, Stage
+
+SPEC = Path(__file__).resolve().parents[2] / "specs" / "rcnet.yaml"
+PARAMS = 30_177_618
+DCN_OFFSET_PARAMS = 8 * (256 * 54 * 9 + 54)
+LEVELS = [f"p{lvl}" for lvl in range(3, 8)]
+torch.set_num_threads(1)
+
+
+class ConvModuleRef(nn.Module):
+    """mmcv ConvModule with a BN norm (so the conv has no bias); act is ReLU before or after, or none."""
+
+    def __init__(self, cin: int, cout: int, k: int, act: str | None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act == "first":
+            x = F.relu(x)
+        y = self.bn(self.conv(x))
+        return F.relu(y) if self.act == "last" else y
+
+
+def pool_half(x: torch.Tensor) -> torch.Tensor:
+    """The release's downsampling: replicate-pad an odd side by one, then a 2×2 max pool."""
+    h, w = x.shape[-2:]
+    return F.max_pool2d(F.pad(x, [0, w % 2, 0, h % 2], mode="replicate"), 2)
+
+
+def spatial_softmax(z: torch.Tensor) -> torch.Tensor:
+    b, _, h, w = z.shape
+    return F.softmax(z.reshape(b, 1, -1), dim=-1).reshape(b, 1, h, w) * h * w
+
+
+class FusionNodeRef(nn.Module):
+    def __init__(self, c: int, n_inputs: int, attn: bool) -> None:
+        super().__init__()
+        self.weight = nn.ModuleList([nn.Conv2d(2 * c, 1, 1) for _ in range(n_inputs - 1)])
+        self.attn = attn
+        if attn:
+            self.spatial_weight = nn.Conv2d(2 * c, 1, 3, padding=1)
+            self.temp = nn.Parameter(torch.ones(1))
+        self.post_fusion = ConvModuleRef(c, c, 3, "first")
+        if n_inputs == 3:
+            self.pre_fusion = ConvModuleRef(c, c, 3, "first")
+
+    def _gate(self, i: int, a: torch.Tensor, b: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(self.weight[i](torch.cat([a.mean((2, 3), keepdim=True), b.mean((2, 3), keepdim=True)], 1)))
+        return g * a + (1 - g) * mixed
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        size = xs[0].shape[-2:]
+        xs = [x if x.shape[-2:] == size else
+              F.interpolate(x, size=size, mode="bilinear") if x.shape[-2] < size[0] else pool_half(x) for x in xs]
+        a, b = xs[0], xs[1]
+        mixed = b
+        if self.attn:
+            z = self.temp * a.shape[1] ** -0.5 * self.spatial_weight(torch.cat([a, b], 1))
+            mixed = spatial_softmax(z) * b
+        out = self._gate(0, a, b, mixed)
+        if len(xs) == 3:
+            first = self.pre_fusion(out)
+            out = self._gate(1, first, xs[2], xs[2])
+        return self.post_fusion(out)
+
+
+class ContextRef(nn.Module):
+    """CSN's spatial (over the mean level's H·W) or scale (over the five levels' means) context."""
+
+    def __init__(self, c: int, over: str) -> None:
+        super().__init__()
+        self.over = over
+        self.channel_agg = nn.Conv2d(c, 1, 1)
+        self.trans = nn.Conv2d(c, c, 1)
+
+    def forward(self, stack: torch.Tensor) -> torch.Tensor:  # (L, B, C, H, W)
+        if self.over == "space":
+            x = stack.mean(0)
+            w = spatial_softmax(self.channel_agg(x))
+        else:
+            x = stack.mean((3, 4)).permute(1, 2, 0).unsqueeze(-1)  # (B, C, L, 1)
+            w = F.softmax(self.channel_agg(x), dim=2) * stack.shape[0]
+        return self.trans((x * w).mean((2, 3), keepdim=True))
+
+
+class CrossShiftRef(nn.Module):
+    def __init__(self, c: int = 256, levels: int = 5) -> None:
+        super().__init__()
+        self.part = c // 16
+        self.spatialContext = ContextRef(c, "space")
+        self.scaleContext = ContextRef(c, "scale")
+        self.aggregation = nn.ModuleList([nn.Sequential(ConvModuleRef(c + 4 * self.part, c, 1, "last"), nn.Conv2d(c, c, 1))
+                                          for _ in range(levels)])
+
+    def forward(self, ps: list[torch.Tensor]) -> list[torch.Tensor]:
+        size = ps[1].shape[-2:]
+        stack = torch.stack([F.adaptive_max_pool2d(ps[0], size)]
+                            + [F.interpolate(p, size=size, mode="bilinear") for p in ps[1:]])  # (L, B, C, H, W)
+        k = self.part
+        # group g of level l comes from level l+1, l-1, l+2, l-2 (cyclically) for g = 0, 1, 2, 3
+        groups = [torch.roll(stack[:, :, g * k:(g + 1) * k], s, dims=0) for g, s in enumerate((-1, 1, -2, 2))]
+        shifted = torch.cat(groups + [stack], dim=2)
+        mixed = stack + torch.stack([agg(shifted[lvl]) for lvl, agg in enumerate(self.aggregation)])
+        out = mixed + self.spatialContext(mixed) + self.scaleContext(mixed)
+        back = [F.interpolate(out[0], size=ps[0].shape[-2:], mode="bilinear")]
+        back += [F.adaptive_max_pool2d(out[lvl], ps[lvl].shape[-2:]) for lvl in range(1, len(ps))]
+        return [p + q for p, q in zip(ps, back)]
+
+
+class RetinaRCNet(nn.Module):
+    def __init__(self, c: int = 256) -> None:
+        super().__init__()
+        self.stem = ConvBN(3, 64, 7, 2)
+        chans = [256, 512, 1024, 2048]
+        for i, depth in enumerate((3, 4, 6, 3)):
+            setattr(self, f"layer{i + 1}", Stage("bottleneck", 64 if i == 0 else chans[i - 1], 64 * 2 ** i, chans[i],
+                                                 depth, 1 if i == 0 else 2))
+        self.lateral_convs = nn.ModuleList([ConvModuleRef(ch, c, 1, None) for ch in chans[1:]])
+        self.extra_downsamples = nn.ModuleList([nn.Sequential(ConvModuleRef(c, c, 1, None), nn.MaxPool2d(2, 2))
+                                                for _ in range(2)])
+        self.RevFP = nn.ModuleDict({"p7": FusionNodeRef(c, 2, False), "p6": FusionNodeRef(c, 3, True),
+                                    "p5": FusionNodeRef(c, 3, True), "p4": FusionNodeRef(c, 3, True),
+                                    "p3": FusionNodeRef(c, 2, True)})
+        self.CSN = CrossShiftRef(c)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = F.max_pool2d(self.stem(x), 3, 2, 1)
+        feats = []
+        for i in range(4):
+            x = getattr(self, f"layer{i + 1}")(x)
+            feats.append(x)
+        cs = [conv(f) for conv, f in zip(self.lateral_convs, feats[1:])]
+        for down in self.extra_downsamples:
+            h, w = cs[-1].shape[-2:]
+            cs.append(down(F.pad(cs[-1], [0, w % 2, 0, h % 2], mode="replicate")))
+        ps = [self.RevFP["p3"]([cs[0], cs[1]])]
+        for lvl in (4, 5, 6):
+            ps.append(self.RevFP[f"p{lvl}"]([cs[lvl - 3], cs[lvl - 2], ps[-1]]))
+        ps.append(self.RevFP["p7"]([cs[4], ps[-1]]))
+        return dict(zip(LEVELS, self.CSN(ps)))
+
+
+def official_to_archc(key: str) -> str:
+    """Key of the reference (the release's neck names) → key of archc's module."""
+    p = key.split(".")
+    if p[0] == "lateral_convs":
+        lvl = int(p[1]) + 3
+        return f"lateral{lvl}.{p[3]}" if p[2] == "conv" else f"c{lvl}.{p[3]}"
+    if p[0] == "extra_downsamples":
+        lvl = int(p[1]) + 6
+        return f"extra{lvl}.{p[4]}" if p[3] == "conv" else f"extra{lvl}_bn.{p[4]}"
+    if p[0] == "RevFP":
+        lvl = int(p[1][1])
+        rest = ".".join(p[3:])
+        if p[2] == "weight":  # weight[0]: the gate with the coarser level, weight[1]: with the finer fused level
+            gate = f"gate{lvl}" if p[3] == "0" and lvl != 7 else f"gate{lvl}_down" if lvl != 7 else "gate7"
+            return f"{gate}.weight.{p[4]}"
+        if p[2] in ("spatial_weight", "temp"):
+            return f"attn{lvl}.{'.'.join(p[2:])}"
+        return f"{'p' if p[2] == 'post_fusion' else 'pre'}{lvl}.{rest}"
+    if p[0] == "CSN":
+        if p[1] == "aggregation":
+            lvl = p[2]
+            if p[3] == "1":
+                return f"csn.agg{lvl}_out.{p[4]}"
+            return f"csn.agg{lvl}.{p[5]}" if p[4] == "conv" else f"csn.agg{lvl}_bn.{p[5]}"
+        pre = "sp" if p[1] == "spatialContext" else "sc"
+        return f"csn.{pre}_{'agg' if p[2] == 'channel_agg' else 'trans'}.{p[3]}"
+    return key  # the backbone's names are the same
+
+
+def _pair(h: int, w: int, tmp_path: Path) -> tuple[nn.Module, nn.Module, object]:
+    res = compile_spec(SPEC, CompileOptions(params=[f"img_h={h}", f"img_w={w}"]))
+    model = import_source(res.source, tmp_path).create_model().double()
+    ref = RetinaRCNet().double()
+    n = sum(p.numel() for p in model.parameters())
+    assert n == res.cost.params == sum(p.numel() for p in ref.parameters()) == PARAMS
+    assert PARAMS + DCN_OFFSET_PARAMS == 31_173_378
+    ours = model.state_dict()
+    theirs = ref.state_dict()
+    assert sorted(official_to_archc(k) for k in theirs) == sorted(ours)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for key, t in theirs.items():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=gen, dtype=t.dtype) + 0.5 if "running_var" in key
+                        else torch.randn(t.shape, generator=gen, dtype=t.dtype) * 0.05)
+            ours[official_to_archc(key)].copy_(t)
+        # a temperature far from its initial 1 and gates far from 1/2, so both paths are exercised
+        for lvl in (3, 4, 5, 6):
+            ref.RevFP[f"p{lvl}"].temp.fill_(2.0 + lvl)
+            ours[f"attn{lvl}.temp"].fill_(2.0 + lvl)
+    return model, ref, res
+
+
+def _close(got: dict, want: dict) -> None:
+    assert list(got) == list(want) == LEVELS
+    for k in want:
+        assert got[k].shape == want[k].shape, k
+        assert ((got[k] - want[k]).abs().max() / want[k].abs().max()).item() <= 1e-12, k
+
+
+@pytest.mark.parametrize("h,w", [(200, 136), (128, 128)])
+def test_rcnet_matches_reference(h: int, w: int, tmp_path: Path) -> None:
+    """Eval mode at a size with odd sides on every level from C3 (200×136: 25×17 ... 2×2) and at 128²."""
+    model, ref, res = _pair(h, w, tmp_path)
+    model.eval()
+    ref.eval()
+    x = torch.randn(1, 3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got, want = model(x), ref(x)
+    _close(got, want)
+    assert [tuple(v.shape[1:]) for v in got.values()] == [t.concrete(1)[1:] for t in res.graph.output_types]
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(x)
+    assert fc.get_total_flops() // 2 == res.cost.macs
+
+
+def test_rcnet_other_input_size_and_train_mode(tmp_path: Path) -> None:
+    """Compiled at 128², run at 256×128 (C3–C6 have even sides, so the release's replicate padding adds
+    nothing to what its BatchNorms see) in training mode: outputs and BatchNorm running statistics equal the reference's."""
+    model, ref, _ = _pair(128, 128, tmp_path)
+    model.train()
+    ref.train()
+    x = torch.randn(2, 3, 256, 128, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    _close(model(x), ref(x))
+    mine, theirs = model.state_dict(), ref.state_dict()
+    for key in ("CSN.aggregation.3.0.bn.running_var", "RevFP.p5.pre_fusion.bn.running_mean",
+                "extra_downsamples.1.0.bn.running_var"):
+        assert torch.allclose(mine[official_to_archc(key)], theirs[key], rtol=1e-12, atol=0), key
+
+
+def test_rcnet_scripts_and_exports(tmp_path: Path) -> None:
+    res = compile_spec(SPEC, CompileOptions(params=["img_h=64", "img_w=64"]))
+    model = import_source(res.source, tmp_path).create_model().eval()
+    x = torch.randn(1, 3, 136, 104)
+    scripted = torch.jit.script(model)
+    exported = torch.export.export(model, (x,)).module()
+    with torch.no_grad():
+        want = model(x)
+        for got in (scripted(x), exported(x)):
+            assert list(got) == list(want) == LEVELS
+            for k in want:
+                torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-5)
+
+
+def test_spatial_ops(tmp_path: Path) -> None:
+    """spatial_softmax and adaptive_pool_to against torch, at a run-time size other than the compiled one;
+    a rank-3 input to spatial_softmax is refused with the op's rule."""
+    spec = tmp_path / "ops.yaml"
+    spec.write_text(
+        "archc: 1\ninputs: {x: [B, 4, 9, 7], y: [B, 4, 4, 3]}\ngraph:\n"
+        "  - s: {op: spatial_softmax, in: x, rescale: true}\n"
+        "  - t: {op: spatial_softmax, in: x}\n"
+        "  - m: {op: adaptive_pool_to, in: [x, y]}\n"
+        "  - a: {op: adaptive_pool_to, in: [x, y], mode: avg}\n"
+        "outputs: {s: s, t: t, m: m, a: a}\n")
+    res = compile_spec(spec, CompileOptions())
+    model = import_source(res.source, tmp_path).create_model()
+    x, y = torch.randn(2, 4, 11, 6), torch.randn(2, 4, 5, 4)
+    out = model(x, y)
+    soft = F.softmax(x.flatten(2), -1).view_as(x)
+    torch.testing.assert_close(out["t"], soft)
+    torch.testing.assert_close(out["s"], soft * 66)
+    torch.testing.assert_close(out["m"], F.adaptive_max_pool2d(x, (5, 4)))
+    torch.testing.assert_close(out["a"], F.adaptive_avg_pool2d(x, (5, 4)))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archc: 1\ninputs: {x: [B, 4, 9]}\ngraph:\n  - s: {op: spatial_softmax, in: x}\n")
+    with pytest.raises(ArchcError, match="spatial_softmax.*NCHW"):
+        compile_spec(bad, CompileOptions())
