@@ -7,6 +7,7 @@ from archc.ops import (  # noqa: F401  (registration)
     constants,
     conv,
     conv_transpose,
+    deform,
     dynamic,
     elementwise,
     fft,

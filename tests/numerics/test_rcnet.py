@@ -17,10 +17,14 @@ release's module names, so the key map below also says where an official checkpo
   with its own ConvModule(1×1) + 1×1 conv and adds the stack; adds the spatial and scale contexts; gives
   each level its map back (P3 bilinear, the others adaptive max pool).
 
-The release's fusion convs are DCNv2 (``out_conv_cfg=dict(type='DCNv2', deform_groups=2)``, an mmcv CUDA
-kernel); the spec and this reference use the release's plain-conv setting (``type='Conv2d'``). Params:
-ResNet-50 body 23,508,032 + neck 6,669,586 = 30,177,618; the DCNv2 release adds 8 offset/mask convs
-(3×3, 256 → 2·3·9 = 54 channels with bias: 124,470 each) = 31,173,378.
+The release's fusion convs are DCNv2 (``out_conv_cfg=dict(type='DCNv2', deform_groups=2)``: mmcv's
+ModulatedDeformConv2dPack, a compiled kernel): its ``conv_offset`` (3×3 with bias, 3·2·9 = 54 channels) is
+chunked into Δ-rows/Δ-columns interleaved per (group, tap), then mask logits through a sigmoid; each tap reads
+the input bilinearly at its shifted position, zero outside the map. The reference samples by clamping the
+positions to one pixel outside the map and reading a zero-padded copy (the op gathers the four corners and
+masks those outside). Params: ResNet-50 body 23,508,032 + neck 7,665,346 = 31,173,378 (variant
+retinanet_r50, the release's config); with plain 3×3 convs (retinanet_r50_conv, the release's
+``out_conv_cfg=dict(type='Conv2d')``) the 8 offset convs (124,470 params each) go: 30,177,618.
 """
 
 from __future__ import annotations
@@ -39,18 +43,62 @@ from tests.artifact import import_source
 from tests.numerics.test_fpn import ConvBN, Stage
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "rcnet.yaml"
-PARAMS = 30_177_618
-DCN_OFFSET_PARAMS = 8 * (256 * 54 * 9 + 54)
+PARAMS = {"retinanet_r50": 31_173_378, "retinanet_r50_conv": 30_177_618}
 LEVELS = [f"p{lvl}" for lvl in range(3, 8)]
 torch.set_num_threads(1)
+
+
+def sample_zero_outside(x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """Bilinear reads of x (B, C, H, W) at rows y and columns xs (B, Ho, Wo), zero outside: positions clamped to
+    one pixel outside the map (where every corner is outside anyway), read from a zero-padded copy."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, [1, 2, 1, 2])
+    y = y.clamp(-1, h) + 1
+    xs = xs.clamp(-1, w) + 1
+    y0, x0 = y.floor(), xs.floor()
+    fy, fx = (y - y0).unsqueeze(-1), (xs - x0).unsqueeze(-1)
+    y0, x0 = y0.long(), x0.long()
+    n = torch.arange(b).view(b, 1, 1)
+    out = (padded[n, :, y0, x0] * (1 - fy) * (1 - fx) + padded[n, :, y0, x0 + 1] * (1 - fy) * fx
+           + padded[n, :, y0 + 1, x0] * fy * (1 - fx) + padded[n, :, y0 + 1, x0 + 1] * fy * fx)
+    return out.permute(0, 3, 1, 2)
+
+
+class DCNv2Ref(nn.Module):
+    """mmcv ModulatedDeformConv2dPack, 3×3, stride 1, padding 1, no bias, by the definition (one tap at a time)."""
+
+    def __init__(self, cin: int, cout: int, groups: int = 2) -> None:
+        super().__init__()
+        self.groups = groups
+        self.weight = nn.Parameter(torch.empty(cout, cin, 3, 3))
+        nn.init.kaiming_uniform_(self.weight)
+        self.conv_offset = nn.Conv2d(cin, groups * 3 * 9, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o1, o2, m = torch.chunk(self.conv_offset(x), 3, dim=1)
+        offset, mask = torch.cat([o1, o2], 1), torch.sigmoid(m)
+        b, c, h, w = x.shape
+        per = c // self.groups
+        out = x.new_zeros(b, self.weight.shape[0], h, w)
+        rows = torch.arange(h, dtype=x.dtype).view(1, h, 1)
+        cols = torch.arange(w, dtype=x.dtype).view(1, 1, w)
+        for g in range(self.groups):
+            part = x[:, g * per:(g + 1) * per]
+            for t in range(9):
+                p, q = divmod(t, 3)
+                k = g * 9 + t
+                read = sample_zero_outside(part, rows - 1 + p + offset[:, 2 * k], cols - 1 + q + offset[:, 2 * k + 1])
+                out = out + torch.einsum("oc,bchw->bohw", self.weight[:, g * per:(g + 1) * per, p, q],
+                                         read * mask[:, k:k + 1])
+        return out
 
 
 class ConvModuleRef(nn.Module):
     """mmcv ConvModule with a BN norm (so the conv has no bias); act is ReLU before or after, or none."""
 
-    def __init__(self, cin: int, cout: int, k: int, act: str | None) -> None:
+    def __init__(self, cin: int, cout: int, k: int, act: str | None, dcn: bool = False) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+        self.conv = DCNv2Ref(cin, cout) if dcn else nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
         self.bn = nn.BatchNorm2d(cout)
         self.act = act
 
@@ -73,16 +121,16 @@ def spatial_softmax(z: torch.Tensor) -> torch.Tensor:
 
 
 class FusionNodeRef(nn.Module):
-    def __init__(self, c: int, n_inputs: int, attn: bool) -> None:
+    def __init__(self, c: int, n_inputs: int, attn: bool, dcn: bool) -> None:
         super().__init__()
         self.weight = nn.ModuleList([nn.Conv2d(2 * c, 1, 1) for _ in range(n_inputs - 1)])
         self.attn = attn
         if attn:
             self.spatial_weight = nn.Conv2d(2 * c, 1, 3, padding=1)
             self.temp = nn.Parameter(torch.ones(1))
-        self.post_fusion = ConvModuleRef(c, c, 3, "first")
+        self.post_fusion = ConvModuleRef(c, c, 3, "first", dcn)
         if n_inputs == 3:
-            self.pre_fusion = ConvModuleRef(c, c, 3, "first")
+            self.pre_fusion = ConvModuleRef(c, c, 3, "first", dcn)
 
     def _gate(self, i: int, a: torch.Tensor, b: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
         g = torch.sigmoid(self.weight[i](torch.cat([a.mean((2, 3), keepdim=True), b.mean((2, 3), keepdim=True)], 1)))
@@ -148,7 +196,7 @@ class CrossShiftRef(nn.Module):
 
 
 class RetinaRCNet(nn.Module):
-    def __init__(self, c: int = 256) -> None:
+    def __init__(self, c: int = 256, dcn: bool = True) -> None:
         super().__init__()
         self.stem = ConvBN(3, 64, 7, 2)
         chans = [256, 512, 1024, 2048]
@@ -158,9 +206,9 @@ class RetinaRCNet(nn.Module):
         self.lateral_convs = nn.ModuleList([ConvModuleRef(ch, c, 1, None) for ch in chans[1:]])
         self.extra_downsamples = nn.ModuleList([nn.Sequential(ConvModuleRef(c, c, 1, None), nn.MaxPool2d(2, 2))
                                                 for _ in range(2)])
-        self.RevFP = nn.ModuleDict({"p7": FusionNodeRef(c, 2, False), "p6": FusionNodeRef(c, 3, True),
-                                    "p5": FusionNodeRef(c, 3, True), "p4": FusionNodeRef(c, 3, True),
-                                    "p3": FusionNodeRef(c, 2, True)})
+        self.RevFP = nn.ModuleDict({"p7": FusionNodeRef(c, 2, False, dcn), "p6": FusionNodeRef(c, 3, True, dcn),
+                                    "p5": FusionNodeRef(c, 3, True, dcn), "p4": FusionNodeRef(c, 3, True, dcn),
+                                    "p3": FusionNodeRef(c, 2, True, dcn)})
         self.CSN = CrossShiftRef(c)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -191,7 +239,7 @@ def official_to_archc(key: str) -> str:
         return f"extra{lvl}.{p[4]}" if p[3] == "conv" else f"extra{lvl}_bn.{p[4]}"
     if p[0] == "RevFP":
         lvl = int(p[1][1])
-        rest = ".".join(p[3:])
+        rest = ".".join(p[3:]).replace("conv.conv_offset", "conv_offset")
         if p[2] == "weight":  # weight[0]: the gate with the coarser level, weight[1]: with the finer fused level
             gate = f"gate{lvl}" if p[3] == "0" and lvl != 7 else f"gate{lvl}_down" if lvl != 7 else "gate7"
             return f"{gate}.weight.{p[4]}"
@@ -209,13 +257,12 @@ def official_to_archc(key: str) -> str:
     return key  # the backbone's names are the same
 
 
-def _pair(h: int, w: int, tmp_path: Path) -> tuple[nn.Module, nn.Module, object]:
-    res = compile_spec(SPEC, CompileOptions(params=[f"img_h={h}", f"img_w={w}"]))
+def _pair(h: int, w: int, tmp_path: Path, variant: str = "retinanet_r50") -> tuple[nn.Module, nn.Module, object]:
+    res = compile_spec(SPEC, CompileOptions(variant=variant, params=[f"img_h={h}", f"img_w={w}"]))
     model = import_source(res.source, tmp_path).create_model().double()
-    ref = RetinaRCNet().double()
+    ref = RetinaRCNet(dcn=variant == "retinanet_r50").double()
     n = sum(p.numel() for p in model.parameters())
-    assert n == res.cost.params == sum(p.numel() for p in ref.parameters()) == PARAMS
-    assert PARAMS + DCN_OFFSET_PARAMS == 31_173_378
+    assert n == res.cost.params == sum(p.numel() for p in ref.parameters()) == PARAMS[variant]
     ours = model.state_dict()
     theirs = ref.state_dict()
     assert sorted(official_to_archc(k) for k in theirs) == sorted(ours)
@@ -240,10 +287,11 @@ def _close(got: dict, want: dict) -> None:
         assert ((got[k] - want[k]).abs().max() / want[k].abs().max()).item() <= 1e-12, k
 
 
-@pytest.mark.parametrize("h,w", [(200, 136), (128, 128)])
-def test_rcnet_matches_reference(h: int, w: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("h,w,variant", [(200, 136, "retinanet_r50"), (128, 128, "retinanet_r50"),
+                                         (200, 136, "retinanet_r50_conv")])
+def test_rcnet_matches_reference(h: int, w: int, variant: str, tmp_path: Path) -> None:
     """Eval mode at a size with odd sides on every level from C3 (200×136: 25×17 ... 2×2) and at 128²."""
-    model, ref, res = _pair(h, w, tmp_path)
+    model, ref, res = _pair(h, w, tmp_path, variant)
     model.eval()
     ref.eval()
     x = torch.randn(1, 3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(1))

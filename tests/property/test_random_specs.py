@@ -1693,6 +1693,27 @@ def unit_level_gate(sc: Scope) -> None:
     sc.emit("resize", {"mode": g.choice(("nearest", "bilinear"))}, [p, x], write_in=True, nid=sc.fresh_id("up"))
 
 
+def unit_deform(sc: Scope) -> None:
+    """DCNv2: offsets and mask logits from a conv of the input, split, the mask through a sigmoid, then a
+    modulated deformable conv (1 or 2 deformable groups, 1×1 or 3×3 taps) keeping the spatial size."""
+    g = sc.g
+    x = sc.pick_input((4,), need_ref=True)
+    c = _one_shape(x)[0]
+    k = g.choice((1, 3, 3))
+    groups = g.choice([d for d in (1, 2) if c % d == 0])
+    taps = groups * k * k
+    (off,) = sc.emit("conv2d", {"out": 3 * taps, "kernel": k}, [x], write_in=True, need_hw=False,
+                     nid=sc.fresh_id("offsets"))
+    offset, logits = sc.emit("split", {"sizes": [2 * taps, taps]}, [off], need_hw=False, nid=sc.fresh_id("parts"))
+    (mask,) = sc.emit("sigmoid", {}, [logits], write_in=True, need_hw=False, nid=sc.fresh_id("mask"))
+    attrs: dict[str, Any] = {"out": g.choice((4, 8)), "kernel": k}
+    if groups > 1 or g.chance(0.3):
+        attrs["deform_groups"] = groups
+    if g.chance(0.3):
+        attrs["bias"] = False
+    sc.emit("deform_conv2d", attrs, [x, offset, mask], nid=sc.fresh_id("dcn"))
+
+
 UNITS: list[tuple[Callable[[Scope], None], int, bool]] = [
     # (unit, weight, allowed in block bodies)
     (step_op, 30, True), (unit_residual, 6, True), (unit_se, 3, True), (unit_tokens, 2, True),
@@ -1700,7 +1721,8 @@ UNITS: list[tuple[Callable[[Scope], None], int, bool]] = [
     (unit_fft, 1, True), (unit_div, 1, True), (unit_ska, 1, True), (unit_split_merge, 3, True), (unit_up_down, 1, True), (unit_head, 1, False),
     (unit_op_repeat, 4, True), (unit_block, 12, True),
     (unit_windows, 1, True), (unit_pointwise, 2, True), (unit_positions, 1, True), (unit_deconv, 1, True),
-    (unit_pyramid, 1, True), (unit_local_window, 1, True), (unit_level_gate, 1, True),
+    (unit_pyramid, 1, True), (unit_local_window, 1, True), (unit_deform, 1, True),
+    (unit_level_gate, 1, True),
 ]
 
 
