@@ -64,6 +64,26 @@ def sample_zero_outside(x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor) -> t
     return out.permute(0, 3, 1, 2)
 
 
+def deform_by_definition(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+                         stride: int = 1, pad: int = 1, dil: int = 1, groups: int = 1) -> torch.Tensor:
+    """DCNv2 one (group, tap) at a time: read each tap at its shifted position, scale by its mask, weight it."""
+    b, c, _, _ = x.shape
+    kh, kw = weight.shape[2:]
+    ho, wo = offset.shape[2:]
+    per = c // groups
+    out = x.new_zeros(b, weight.shape[0], ho, wo)
+    rows = (torch.arange(ho, dtype=x.dtype) * stride - pad).view(1, ho, 1)
+    cols = (torch.arange(wo, dtype=x.dtype) * stride - pad).view(1, 1, wo)
+    for g in range(groups):
+        part = x[:, g * per:(g + 1) * per]
+        for t in range(kh * kw):
+            p, q = divmod(t, kw)
+            k = g * kh * kw + t
+            read = sample_zero_outside(part, rows + p * dil + offset[:, 2 * k], cols + q * dil + offset[:, 2 * k + 1])
+            out = out + torch.einsum("oc,bchw->bohw", weight[:, g * per:(g + 1) * per, p, q], read * mask[:, k:k + 1])
+    return out
+
+
 class DCNv2Ref(nn.Module):
     """mmcv ModulatedDeformConv2dPack, 3×3, stride 1, padding 1, no bias, by the definition (one tap at a time)."""
 
@@ -76,21 +96,7 @@ class DCNv2Ref(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o1, o2, m = torch.chunk(self.conv_offset(x), 3, dim=1)
-        offset, mask = torch.cat([o1, o2], 1), torch.sigmoid(m)
-        b, c, h, w = x.shape
-        per = c // self.groups
-        out = x.new_zeros(b, self.weight.shape[0], h, w)
-        rows = torch.arange(h, dtype=x.dtype).view(1, h, 1)
-        cols = torch.arange(w, dtype=x.dtype).view(1, 1, w)
-        for g in range(self.groups):
-            part = x[:, g * per:(g + 1) * per]
-            for t in range(9):
-                p, q = divmod(t, 3)
-                k = g * 9 + t
-                read = sample_zero_outside(part, rows - 1 + p + offset[:, 2 * k], cols - 1 + q + offset[:, 2 * k + 1])
-                out = out + torch.einsum("oc,bchw->bohw", self.weight[:, g * per:(g + 1) * per, p, q],
-                                         read * mask[:, k:k + 1])
-        return out
+        return deform_by_definition(x, torch.cat([o1, o2], 1), torch.sigmoid(m), self.weight, groups=self.groups)
 
 
 class ConvModuleRef(nn.Module):
@@ -355,4 +361,47 @@ def test_spatial_ops(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("archc: 1\ninputs: {x: [B, 4, 9]}\ngraph:\n  - s: {op: spatial_softmax, in: x}\n")
     with pytest.raises(ArchcError, match="spatial_softmax.*NCHW"):
+        compile_spec(bad, CompileOptions())
+
+
+@pytest.mark.parametrize("stride,dilation,groups,hw", [(1, 1, 1, (7, 6)), (2, 1, 2, (9, 7)), (1, 2, 3, (8, 1))])
+def test_deform_conv2d_op(stride: int, dilation: int, groups: int, hw: tuple[int, int], tmp_path: Path) -> None:
+    """deform_conv2d against the definition with offsets of several pixels (many reads fall outside the map,
+    one case is a single column wide), and with zero offsets and a mask of ones against the plain conv;
+    analytic params and MACs equal the module's; a wrong offset shape is refused in one line."""
+    h, w = hw
+    taps = groups * 9
+    spec = tmp_path / "dcn.yaml"
+    spec.write_text(
+        f"archc: 1\ninputs: {{x: [B, 6, {h}, {w}]}}\ngraph:\n"
+        f"  - offsets: {{op: conv2d, in: x, out: {3 * taps}, kernel: 3, stride: {stride}, dilation: {dilation}}}\n"
+        f"  - parts: {{op: split, sizes: [{2 * taps}, {taps}]}}\n"
+        f"  - mask: {{op: sigmoid, in: parts.1}}\n"
+        f"  - dcn: {{op: deform_conv2d, in: [x, parts.0, mask], out: 5, stride: {stride}, dilation: {dilation},"
+        f" deform_groups: {groups}}}\n")
+    res = compile_spec(spec, CompileOptions())
+    model = import_source(res.source, tmp_path).create_model().double().eval()
+    assert sum(p.numel() for p in model.parameters()) == res.cost.params == 6 * 3 * taps * 9 + 3 * taps + 5 * 6 * 9 + 5
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for t in model.parameters():
+            t.copy_(torch.randn(t.shape, generator=gen, dtype=t.dtype))
+    x = torch.randn(2, 6, h, w, dtype=torch.float64, generator=gen)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        got = model(x)
+    assert fc.get_total_flops() // 2 == 2 * res.cost.macs
+    dcn = model.dcn
+    with torch.no_grad():
+        o1, m = torch.split(model.offsets(x), [2 * taps, taps], dim=1)
+        assert o1.abs().max() > 3  # offsets of several pixels
+        want = deform_by_definition(x, o1, torch.sigmoid(m), dcn.weight, stride, dilation, dilation, groups)
+        want = want + dcn.bias.view(1, -1, 1, 1)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        plain = dcn(x, torch.zeros_like(o1), torch.ones_like(m))
+        torch.testing.assert_close(plain, F.conv2d(x, dcn.weight, dcn.bias, stride, dilation, dilation),
+                                   rtol=1e-12, atol=1e-12)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archc: 1\ninputs: {x: [B, 4, 6, 6], o: [B, 9, 6, 6], m: [B, 9, 6, 6]}\ngraph:\n"
+                   "  - dcn: {op: deform_conv2d, in: [x, o, m], out: 4}\n")
+    with pytest.raises(ArchcError, match="offset must be \\(B, 18, 6, 6\\)"):
         compile_spec(bad, CompileOptions())
