@@ -36,10 +36,15 @@ class Cost:
     uncosted: list[str] = field(default_factory=list)
     #: estimated MACs of the uncosted ops, by op name (their stated rule; not part of ``macs``)
     uncosted_macs: dict[str, int] = field(default_factory=dict)
+    #: the part of ``macs`` done once per forward whatever the batch (ops on tables without a batch axis,
+    #: e.g. a position-bias MLP over fixed coordinates): at batch B a forward does
+    #: ``(macs - batchless_macs) * B + batchless_macs``
+    batchless_macs: int = 0
 
     def __iadd__(self, other: Cost) -> Cost:
         self.params += other.params
         self.macs += other.macs
+        self.batchless_macs += other.batchless_macs
         self.acts += other.acts
         self.buffers += other.buffers
         self.uncosted += [u for u in other.uncosted if u not in self.uncosted]
@@ -66,6 +71,8 @@ def node_cost(node: Node, memo: dict[int, Cost] | None = None) -> Cost:
     c.params = sum(_prod(s) for s in op.params(node.attrs, ins).values())
     c.buffers = sum(_prod(s) for s in op.buffers(node.attrs, ins).values())
     c.macs = op.macs(node.attrs, ins, outs)
+    if c.macs and outs and not any(isinstance(d, str) for t in outs for d in t.shape):
+        c.batchless_macs = c.macs
     if op.counts_activations:
         c.acts = sum(numel(t) for t in outs)
     if op.uncounted:

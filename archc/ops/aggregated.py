@@ -248,10 +248,15 @@ helper(
     "log_cpb_tables",
     '''
 def log_cpb_tables(query_h: int, query_w: int, key_h: int, key_w: int, pretrain_h: int, pretrain_w: int):
-    """Distinct log-spaced (dy, dx) offsets from queries to adaptively pooled keys, and each pair's row."""
+    """Distinct log-spaced (dy, dx) offsets from queries to adaptively pooled keys, and each pair's row.
+
+    Computed on the CPU (torch.unique has no meta kernel) and moved to the default device, so a model
+    can still be built under ``torch.device("meta")``.
+    """
+    device = torch.empty(0).device
     axes = []
     for q, k, p in ((query_h, key_h, pretrain_h), (query_w, key_w, pretrain_w)):
-        qs = torch.arange(q, dtype=torch.float32)
+        qs = torch.arange(q, dtype=torch.float32, device="cpu")
         ks = F.adaptive_avg_pool1d(qs.unsqueeze(0), k).squeeze(0)
         axes.append((qs, ks, p))
     (qh, kh, ph), (qw, kw, pw) = axes
@@ -260,8 +265,8 @@ def log_cpb_tables(query_h: int, query_w: int, key_h: int, key_w: int, pretrain_
     dy = (qy[:, None] - ky[None, :]) / (ph - 1) * 8
     dx = (qx[:, None] - kx[None, :]) / (pw - 1) * 8
     table, index = torch.unique(torch.stack([dy, dx], dim=-1).reshape(-1, 2), return_inverse=True, dim=0)
-    table = torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / torch.log2(torch.tensor(8, dtype=torch.float32))
-    return table.unsqueeze(0), index.reshape(qy.shape[0], ky.shape[0])
+    table = torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / torch.log2(torch.tensor(8, dtype=torch.float32, device="cpu"))
+    return table.unsqueeze(0).to(device), index.reshape(qy.shape[0], ky.shape[0]).to(device)
 ''',
 )
 

@@ -30,7 +30,7 @@ from archc.ir.types import BATCH, TensorType, numel
 from archc.ops import REGISTRY
 from archc.ops.base import OpCheckError
 from archc.spec.document import BlockDef, SpecDoc, check_identifier, check_param_type
-from archc.spec.expr import evaluate, is_expr
+from archc.spec.expr import evaluate, is_expr, source_expr
 from archc.spec.loader import YList, YMap
 from archc.spec.suggestions import op_hint
 
@@ -402,7 +402,7 @@ class _Expander:
             if count > MAX_TENSOR:
                 raise ShapeError(f"node '{nid}' ({op}): its {pname} would hold {count:.3g} numbers, beyond what a tensor "
                                  f"can hold ({MAX_TENSOR:.3g})", loc, hint="check the channel counts and kernel sizes")
-        exprs = {k: v for k, v in args.items() if is_expr(v)}
+        exprs = {k: e for k, v in args.items() if (e := source_expr(v)) is not None}
         meta: dict[str, Any] = {"types": tuple(out_types), "in_types": tuple(in_types)}
         if exprs:
             meta["exprs"] = exprs
@@ -449,9 +449,9 @@ class _Expander:
         out_names = tuple(str(r) if r.index == 0 else f"{r.node}_{r.index}" for r in body.outputs) if len(body.outputs) > 1 else ()
         # what the author wrote (given args, expressions, expression defaults) lets generated code derive
         # each argument from the caller's own instead of matching values
-        meta = {"types": body.output_types, "in_types": tuple(in_types), "exprs": {k: v for k, v in args.items() if is_expr(v)},
+        meta = {"types": body.output_types, "in_types": tuple(in_types), "exprs": {k: e for k, v in args.items() if (e := source_expr(v)) is not None},
                 "args": tuple(args),
-                "default_exprs": {p: d.default for p, d in bd.params.items() if p not in args and is_expr(d.default)}}
+                "default_exprs": {p: e for p, d in bd.params.items() if p not in args and (e := source_expr(d.default)) is not None}}
         return Node(nid, BLOCK, refs, freeze({}), loc, body=body, block=bd.name, params=freeze(benv),
                     out_names=out_names, meta=meta)
 

@@ -136,6 +136,31 @@ def is_expr(value: Any) -> bool:
     return isinstance(value, str) and "${" in value
 
 
+def source_expr(value: Any) -> str | None:
+    """The author's expression behind an argument, as one ``${...}`` text; None for a plain value.
+
+    A list written element by element (``sizes: ["${2 * g}", "${g}", 4]``) is the list expression
+    ``${[(2 * g), (g), 4]}``: it evaluates to the same list, and generated code can derive it as a whole.
+    A list mixing in text around expressions, strings or nested lists has no such form (None).
+    """
+    if is_expr(value):
+        return value
+    if not isinstance(value, (list, tuple)) or not any(is_expr(x) for x in value):
+        return None
+    parts = []
+    for x in value:
+        if isinstance(x, str):
+            m = re.fullmatch(r"\s*\$\{(.*)\}\s*", x, re.S)
+            if m is None or "${" in m.group(1):
+                return None
+            parts.append(f"({m.group(1).strip()})")
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            parts.append(repr(x))
+        else:
+            return None
+    return "${[" + ", ".join(parts) + "]}"
+
+
 @dataclass(frozen=True)
 class Expr:
     """A parsed, whitelisted expression."""

@@ -746,6 +746,15 @@ class _ClassEmitter:
             return value  # the model class: a default over constants is a constant
         return sym(value, expr)
 
+    def agree(self, node: Node, key: str) -> bool:
+        """Every instance of the class gives attribute ``key`` of ``node`` the same value.
+
+        A switch that differs between instances cannot fix the class's structure (it would be built for
+        both values at once); it stays a per-instance constructor value instead.
+        """
+        same = [b.nodes[node.id].attrs.get(key) for b in self.bodies if node.id in b.nodes]
+        return all(x is same[0] or (type(x) is type(same[0]) and x == same[0]) for x in same)
+
     def op_values(self, node: Node, k: int, tmap: Types, extra: Mapping[str, Any]) -> tuple[Lowering, bool, list[TensorType]]:
         """(lowering, dependent, output types) of op node ``node`` in instance k.
 
@@ -761,7 +770,7 @@ class _ClassEmitter:
             exprs = {k: v for k, v in exprs.items() if self.sym.reads_args(v)}
         sattrs = {}
         for key, v in node.attrs.items():
-            if key in exprs and (v is None or isinstance(v, (bool, str))) and _whole(exprs[key]):
+            if key in exprs and (v is None or isinstance(v, (bool, str))) and _whole(exprs[key]) and self.agree(node, key):
                 # a switch (bias: ${not deploy}, act: ${act}): ops branch on it, so the class is built for its
                 # value and __init__ checks the arguments still give it (like a 'when')
                 self.sym.switch(exprs[key], v, self.envs[k], extra)
@@ -991,7 +1000,10 @@ class _ClassEmitter:
             return None
         if max(counts) == 1:
             return d0
-        outs = {child.out_types[child.index[id(it)]][0].shape[axis] for it in items}
+        try:
+            outs = {child.out_types[child.index[id(it)]][0].shape[axis] for it in items}
+        except Untraceable:
+            return None  # sizes whose equality depends on the arguments: the items' values stay explicit
         exprs = {getattr(d, "expr", None) for d in outs}
         if len(exprs) != 1 or None in exprs or isinstance(next(iter(outs)), str):
             return None
