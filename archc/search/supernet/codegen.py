@@ -221,7 +221,9 @@ def supernet_source(graph: Graph, anatomies: Sequence[CellAnatomy], spec_label: 
     for start, end, new in sorted(edits, reverse=True):
         lines[start:end] = new
     out = "\n".join(lines) + "\n"
-    out = out.replace("from typing import Tuple\n", "from typing import List, Tuple\n", 1)
+    # the mixed-op helpers annotate lists: add List to the module's typing import
+    out = re.sub(r"^from typing import (.+)$", lambda m: "from typing import " + ", ".join(
+        sorted({*(n.strip() for n in m.group(1).split(",")), "List"})), out, count=1, flags=re.M)
     anchor = "\n\nclass "
     pos = out.index(anchor)
     out = out[:pos] + "\n" + _HELPERS.rstrip("\n") + "\n" + out[pos:]
