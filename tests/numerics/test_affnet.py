@@ -15,10 +15,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from archc.compiler import CompileOptions, compile_spec
 from tests.artifact import import_source
+from tests.numerics.exact import assert_exact, counted_macs
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "affnet.yaml"
 torch.set_num_threads(1)
@@ -187,12 +187,8 @@ def _compare(variant: str, params: list[str], img: int, batch: int, tmp_path: Pa
                 t.copy_(torch.randn(t.shape, generator=gen, dtype=t.dtype) * (0.02 if ".filter." in key else 0.2))
         model.load_state_dict({k: to_reference(k, theirs[reference_key(k)]) for k in ours})
     x = torch.randn(batch, 3, img, img, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        got, want = model(x), ref(x)
-    assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-12
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        model(x[:1])
-    assert fc.get_total_flops() // 2 == res.cost.macs  # the FFTs are outside both counts
+    assert_exact(model, ref, x)
+    assert counted_macs(model, x[:1]) == res.cost.macs  # the FFTs are outside both counts
     return res, model
 
 

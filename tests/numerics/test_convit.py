@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from archc.compiler import CompileOptions, compile_spec
 from tests.artifact import import_source
 from tests.numerics.convit_reference import ConViT
+from tests.numerics.exact import assert_exact, counted_macs
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "convit.yaml"
 torch.set_num_threads(1)
@@ -50,12 +50,8 @@ def _compare(params: list[str], variant: str, ref_kw: dict, batch: int, tmp_path
     _map_weights(model, ref, ref_kw.get("local_layers", 10))
     img = ref_kw.get("img", 224)
     x = torch.randn(batch, 3, img, img, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        got, want = model(x), ref(x)
-    assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-12
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        model(x[:1])
-    assert fc.get_total_flops() // 2 == res.cost.macs
+    assert_exact(model, ref, x)
+    assert counted_macs(model, x[:1]) == res.cost.macs
     return res, model
 
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from archc.cli import main
 from archc.compiler import CompileOptions, compile_spec
 from tests.artifact import import_source
+from tests.numerics.exact import assert_exact, counted_macs
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "hornet.yaml"
 torch.set_num_threads(1)
@@ -154,12 +154,8 @@ def _compare(params: list[str], ref: HorNet, img: int, batch: int, tmp_path: Pat
             t.copy_(torch.randn(t.shape, generator=gen, dtype=t.dtype) * 0.2)
         model.load_state_dict({k: theirs[official_key(k)] for k in ours})
     x = torch.randn(batch, 3, img, img, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        got, want = model(x), ref(x)
-    assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-12
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        model(x[:1])
-    assert fc.get_total_flops() // 2 == res.cost.macs  # the FFTs are outside both counts
+    assert_exact(model, ref, x)
+    assert counted_macs(model, x[:1]) == res.cost.macs  # the FFTs are outside both counts
     return res, model
 
 

@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from archc.compiler import CompileOptions, compile_spec
 from archc.weights.api import map_checkpoint
 from tests.artifact import import_source
+from tests.numerics.exact import randomize_mapped
 from tests.numerics.test_fpn import ConvBN, Stage
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "sepc.yaml"
@@ -126,13 +127,7 @@ def _pair(h: int, w: int, tmp_path: Path, variant: str = "retinanet_r50") -> tup
     ours = model.state_dict()
     theirs = ref.state_dict()
     assert sorted(official_to_archc(k) for k in theirs) == sorted(ours)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for key, t in theirs.items():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=gen, dtype=t.dtype) + 0.5 if "running_var" in key
-                        else torch.randn(t.shape, generator=gen, dtype=t.dtype) * 0.05)
-            ours[official_to_archc(key)].copy_(t)
+    randomize_mapped(theirs, ours, official_to_archc)
     return model, ref, res
 
 

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from archc.compiler import CompileOptions, compile_spec
 from archc.ops.aggregated import cpb_table_size
 from tests.artifact import import_source
+from tests.numerics.exact import assert_exact
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "transnext.yaml"
 torch.set_num_threads(1)
@@ -343,6 +344,4 @@ def test_official_layout_checkpoint_maps_by_structure(tmp_path: Path) -> None:
     model = import_source(res.source, tmp_path).create_model().double().eval()
     model.load_state_dict(mapped.state)
     x = torch.randn(1, 3, 64, 64, dtype=torch.float64, generator=gen)
-    with torch.no_grad():
-        got, want = model(x), ref(x)
-    assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-12
+    assert_exact(model, ref, x)
