@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from archc.compiler import CompileOptions, CompileResult, compile_spec
+from tests.artifact import import_source
 
 
 def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -43,3 +47,17 @@ def randomize_mapped(theirs: dict[str, torch.Tensor], ours: dict[str, torch.Tens
                 t.copy_(torch.rand(t.shape, generator=gen, dtype=t.dtype) + 0.5 if "running_var" in key
                         else torch.randn(t.shape, generator=gen, dtype=t.dtype) * scale)
             ours[key_of(key)].copy_(t)
+
+
+def mapped_pair(spec: Path, options: CompileOptions, ref: torch.nn.Module, key_of: Callable[[str], str], params: int,
+                tmp_path: Path) -> tuple[torch.nn.Module, CompileResult]:
+    """The spec's module (float64) beside ``ref``: both hold ``params`` parameters (as the cost model says), every
+    reference tensor has its counterpart ``key_of(key)``, and both carry the same seeded random weights."""
+    res = compile_spec(spec, options)
+    model = import_source(res.source, tmp_path).create_model().double()
+    n = sum(p.numel() for p in model.parameters())
+    assert n == res.cost.params == sum(p.numel() for p in ref.parameters()) == params
+    ours, theirs = model.state_dict(), ref.state_dict()
+    assert sorted(key_of(k) for k in theirs) == sorted(ours)
+    randomize_mapped(theirs, ours, key_of)
+    return model, res

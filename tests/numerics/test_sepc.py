@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from archc.compiler import CompileOptions, compile_spec
 from archc.weights.api import map_checkpoint
 from tests.artifact import import_source
-from tests.numerics.exact import randomize_mapped
+from tests.numerics.exact import mapped_pair
 from tests.numerics.test_fpn import ConvBN, Stage
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "sepc.yaml"
@@ -119,15 +119,9 @@ def official_to_archc(key: str) -> str:
 
 
 def _pair(h: int, w: int, tmp_path: Path, variant: str = "retinanet_r50") -> tuple[nn.Module, nn.Module, object]:
-    res = compile_spec(SPEC, CompileOptions(variant=variant, params=[f"img_h={h}", f"img_w={w}"]))
-    model = import_source(res.source, tmp_path).create_model().double()
     ref = RetinaSEPC(with_ibn=variant == "retinanet_r50").double()
-    n = sum(p.numel() for p in model.parameters())
-    assert n == res.cost.params == sum(p.numel() for p in ref.parameters()) == PARAMS[variant]
-    ours = model.state_dict()
-    theirs = ref.state_dict()
-    assert sorted(official_to_archc(k) for k in theirs) == sorted(ours)
-    randomize_mapped(theirs, ours, official_to_archc)
+    options = CompileOptions(variant=variant, params=[f"img_h={h}", f"img_w={w}"])
+    model, res = mapped_pair(SPEC, options, ref, official_to_archc, PARAMS[variant], tmp_path)
     return model, ref, res
 
 
