@@ -32,7 +32,8 @@ def test_killed_worker_trial_is_retried_with_the_same_params(tmp_path: Path, kin
     storage = storage_for(kind, tmp_path)
     name = unique_name("kill")
     space = make_space(tmp_path, name, SLOW_SPACE, epochs=40)
-    opts = ["--storage", storage, "--study", name, "--heartbeat", "1", "--grace", "3", "--no-progress"]
+    # the grace period is wide enough that a live worker starved of CPU (a loaded machine) is never taken for dead
+    opts = ["--storage", storage, "--study", name, "--heartbeat", "2", "--grace", "10", "--no-progress"]
     a = archc(str(space), "--trials", "2", "--out", str(tmp_path / "a"), *opts)
     running = wait_for(lambda: _running(storage, name, training=True), 90, "worker A to train trial 0")
     assert running[0].number == 0
