@@ -13,6 +13,7 @@ study. Every error in the file is a :class:`~archc.diagnostics.SearchSpaceError`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -433,6 +434,18 @@ class SearchSpace:
     text: str = ""
     #: options of the search strategies from the ``strategy:`` section: name -> {option: (value, position)}
     strategy: dict[str, dict[str, tuple[Any, SourceLoc | None]]] = field(default_factory=dict)
+    #: the one-shot strategies' data set (``strategy: {data: ...}``); None: they train on the evaluator's
+    strategy_data: DataConfig | None = None
+
+    def for_oneshot(self) -> SearchSpace:
+        """This space as the one-shot strategies see it: the evaluator's data replaced by ``strategy: {data: ...}``.
+
+        A supernet's cost is set by its own budget, not by one trial's, and a data set on which a short
+        stand-alone training ranks architectures can be larger than a supernet search needs.
+        """
+        if self.strategy_data is None:
+            return self
+        return dataclasses.replace(self, evaluator=dataclasses.replace(self.evaluator, data=self.strategy_data))
 
     @property
     def digest(self) -> str:
@@ -588,8 +601,9 @@ def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
                                     LatencyConfig(), evaluator.threads)
     points = _parse_points(raw, choices, cells)
     study = _parse_study(raw, name, objectives, choices, points)
+    strategy, strategy_data = _parse_strategy(raw, p)
     return SearchSpace(str(p), name, doc_text, Path(spec.path), variant, spec, params, choices, cells, constraints,
-                       objectives, evaluator, study, points, raw, text, _parse_strategy(raw))
+                       objectives, evaluator, study, points, raw, text, strategy, strategy_data)
 
 
 def _load_base(raw: YMap, p: Path) -> SpecDoc:
@@ -862,39 +876,40 @@ def _check_choice_use(choices: list[Choice], params: list[tuple[Any, Any, Any]],
                        "name it after a base-spec param, give it a 'target', or use it in 'params' as '${" + c.name + "}'")
 
 
+def _parse_data(d: YMap, p: Path, dwhat: str) -> DataConfig:
+    """A ``data:`` mapping (the evaluator's, or the one-shot strategies' under ``strategy:``)."""
+    _check_keys(d, DATA_KEYS, dwhat)
+    source = _string(d, "source", dwhat, "digits", SOURCES)
+    dpath = None
+    if source in ("folder", "npz"):
+        if "path" not in d:
+            raise _err(f"data source '{source}' needs 'path'", d.loc, "a path relative to the space file")
+        rel = _string(d, "path", dwhat)
+        dpath = (p.parent / rel).resolve()
+        if not dpath.exists():
+            raise _err(f"data path '{rel}' does not exist", d.loc_of("path"), f"looked for {dpath}")
+        if source == "folder" and not dpath.is_dir():
+            raise _err(f"data path '{rel}' is not a folder", d.loc_of("path"), "a folder with one sub-folder per class")
+    elif "path" in d:
+        raise _err("the digits data set ships with scikit-learn: 'path' does not apply", d.key_loc("path"))
+    hard = _bool(d, "hard", dwhat, False)
+    if hard and source != "digits":
+        raise _err(f"'hard' makes a harder variant of the bundled digits; it does not apply to source '{source}'",
+                   d.loc_of("hard"), "remove 'hard', or use 'source: digits'")
+    vf = _number(d, "val_fraction", dwhat, 0.2, positive=True)
+    if vf >= 1:
+        raise _err(f"'val_fraction' must be below 1, got {vf}", d.loc_of("val_fraction"))
+    return DataConfig(source, dpath, _number(d, "train", dwhat, None, integer=True, positive=True),
+                      _number(d, "val", dwhat, None, integer=True, positive=True), float(vf),
+                      _number(d, "seed", dwhat, 0, integer=True, nonneg=True), d.loc, hard)
+
+
 def _parse_evaluator(raw: YMap, p: Path, sparams: Mapping[str, Any], names: set[str]) -> EvaluatorConfig:
     ev = _mapping(raw, "evaluator", "the search space")
     what = "'evaluator'"
     _check_keys(ev, EVAL_KEYS, what)
     task = _string(ev, "task", what, None, TASKS)
-    data = DataConfig()
-    if "data" in ev:
-        d = _mapping(ev, "data", what)
-        dwhat = "evaluator 'data'"
-        _check_keys(d, DATA_KEYS, dwhat)
-        source = _string(d, "source", dwhat, "digits", SOURCES)
-        dpath = None
-        if source in ("folder", "npz"):
-            if "path" not in d:
-                raise _err(f"data source '{source}' needs 'path'", d.loc, "a path relative to the space file")
-            rel = _string(d, "path", dwhat)
-            dpath = (p.parent / rel).resolve()
-            if not dpath.exists():
-                raise _err(f"data path '{rel}' does not exist", d.loc_of("path"), f"looked for {dpath}")
-            if source == "folder" and not dpath.is_dir():
-                raise _err(f"data path '{rel}' is not a folder", d.loc_of("path"), "a folder with one sub-folder per class")
-        elif "path" in d:
-            raise _err("the digits data set ships with scikit-learn: 'path' does not apply", d.key_loc("path"))
-        hard = _bool(d, "hard", dwhat, False)
-        if hard and source != "digits":
-            raise _err(f"'hard' makes a harder variant of the bundled digits; it does not apply to source '{source}'",
-                       d.loc_of("hard"), "remove 'hard', or use 'source: digits'")
-        vf = _number(d, "val_fraction", dwhat, 0.2, positive=True)
-        if vf >= 1:
-            raise _err(f"'val_fraction' must be below 1, got {vf}", d.loc_of("val_fraction"))
-        data = DataConfig(source, dpath, _number(d, "train", dwhat, None, integer=True, positive=True),
-                          _number(d, "val", dwhat, None, integer=True, positive=True), float(vf),
-                          _number(d, "seed", dwhat, 0, integer=True, nonneg=True), d.loc, hard)
+    data = _parse_data(_mapping(ev, "data", what), p, "evaluator 'data'") if "data" in ev else DataConfig()
     proxy = tuple(_parse_params(raw, "proxy", "evaluator 'proxy'", sparams, names, _mapping(ev, "proxy", what)))
     train = None
     if "train" in ev and ev["train"] is not False:
@@ -1100,13 +1115,17 @@ def _parse_study(raw: YMap, name: str, objectives: list[Objective], choices: lis
                        _number(st, "max_attempts", what, None, integer=True, positive=True, allow_none=True), out, st.loc)
 
 
-def _parse_strategy(raw: YMap) -> dict[str, dict[str, tuple[Any, SourceLoc | None]]]:
-    """``strategy: {darts: {epochs: 8}, pcdarts: {...}}``: options per strategy (checked by the strategy)."""
+def _parse_strategy(raw: YMap, p: Path) -> tuple[dict[str, dict[str, tuple[Any, SourceLoc | None]]], DataConfig | None]:
+    """``strategy: {data: {...}, darts: {epochs: 8}, pcdarts: {...}}``: the one-shot strategies' data set
+    (None: the evaluator's) and options per strategy (checked by the strategy)."""
     from archc.search.strategies import STRATEGIES
 
     section = _mapping(raw, "strategy", "the search space")
     out: dict[str, dict[str, tuple[Any, SourceLoc | None]]] = {}
+    data = _parse_data(_mapping(section, "data", "'strategy'"), p, "strategy 'data'") if "data" in section else None
     for name, body in section.items():
+        if name == "data":
+            continue
         if name not in STRATEGIES:
             raise _err(f"unknown strategy '{name}' under 'strategy'", section.key_loc(name),
                        suggest(str(name), STRATEGIES) or f"strategies: {', '.join(STRATEGIES)}")
@@ -1120,7 +1139,7 @@ def _parse_strategy(raw: YMap) -> dict[str, dict[str, tuple[Any, SourceLoc | Non
             if isinstance(v, (YMap, YList)):
                 raise _err(f"option '{k}' of strategy '{name}' must be a single value", body.loc_of(k))
         out[str(name)] = {str(k): (_plain(v), body.loc_of(k)) for k, v in body.items()}
-    return out
+    return out, data
 
 
 def _component(st: YMap, key: str, default: str, table: Mapping[str, str], module: Any) -> tuple[str, tuple[tuple[str, Any], ...], Any]:

@@ -63,7 +63,23 @@ def test_options_layer_defaults_space_file_and_command_line(tmp_path: Path) -> N
     assert (d.partial_channels, d.arch_lr, d.warmup) == (1, 3e-4, 0.0)
 
 
+def test_strategy_data_is_what_the_one_shot_strategies_train_on(tmp_path: Path) -> None:
+    """'strategy: {data: ...}' replaces the evaluator's data for the supernet; trials keep the evaluator's."""
+    p = small_space(tmp_path, "  data: {source: digits, train: 48, val: 40, seed: 1}\n  darts: {epochs: 1, max_batches: 1}")
+    space = load_space(p)
+    assert (space.evaluator.data.train, space.evaluator.data.val) == (64, 64)
+    one = space.for_oneshot()
+    assert (one.evaluator.data.train, one.evaluator.data.val, one.evaluator.data.seed) == (48, 40, 1)
+    assert one.evaluator.train == space.evaluator.train and one.cells == space.cells
+    lines: list[str] = []
+    run_darts(space, None, out=tmp_path / "run", log=lines.append)
+    assert any("(48 train for the weights / 40 val for α/β)" in line for line in lines), lines
+    assert load_space(small_space(tmp_path)).for_oneshot().evaluator.data.train == 64  # no 'data': the evaluator's
+
+
 @pytest.mark.parametrize("body, message", [
+    ("  data: {source: digits, trian: 48}", "did you mean 'train'"),
+    ("  data: 3", "'data'"),
     ("  darts: 3", "options of strategy 'darts' must be a mapping"),
     ("  darts: {epochs: [1, 2]}", "option 'epochs' of strategy 'darts' must be a single value"),
     ("  pcdarst: {epochs: 1}", "did you mean 'pcdarts'"),

@@ -92,6 +92,7 @@ def run_differentiable(space_path: str | Path | SearchSpace, strategy: str, opts
     say = log or (lambda s: None)
     opts.check()
     space = space_path if isinstance(space_path, SearchSpace) else load_space(space_path)
+    space = space.for_oneshot()  # the supernet trains on 'strategy: {data: ...}' when the space sets it
     if not space.cells:
         raise SearchError(f"{space.path}: the {strategy} strategy searches cells, and this space has none",
                           hint="use --strategy sample for a space of plain choices")

@@ -253,6 +253,7 @@ def run_spos(space_path: str | Path | SearchSpace, options: SposOptions | None =
     opts = options or SposOptions()
     opts.check()
     space = space_path if isinstance(space_path, SearchSpace) else load_space(space_path)
+    space = space.for_oneshot()  # the supernet trains on 'strategy: {data: ...}' when the space sets it
     _check_space(space, opts.check_metric)
     seed = opts.seed if opts.seed is not None else (space.study.seed or 0)
     out_dir = Path(out) if out is not None else space.run_folder("_spos")
