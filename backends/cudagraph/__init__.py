@@ -9,7 +9,9 @@ The artifact is the PyTorch backend's module (of the chosen pipeline) plus:
   beside the module (or ``weights``), moved to CUDA and captured;
 * with ``--pipeline fused``: each k×k conv → [activation] → 1×1 conv [→ activation] [+ residual] chain of a
   region's forward calls ``dwpw(...)``, a generated Triton kernel that keeps the intermediate
-  tensor in registers (see :mod:`.triton_dwpw`); without Triton or CUDA it runs the PyTorch convs.
+  tensor in registers (see :mod:`.triton_dwpw`): the channels-last kernel (float32, bfloat16,
+  float16; depthwise and small-group k×k convs) where it applies, else the NCHW float32 one;
+  without Triton or CUDA, or for a chain neither kernel takes, it runs the PyTorch convs.
   When the runner is built, each chain is timed against its PyTorch convs on that GPU and the
   faster kept, or the record of an earlier run applied (:mod:`.choice`, ``<module>.fusion.json``);
 * with ``--dtype``/``--channels-last`` (:mod:`archc.precision`): the runner's input buffer takes the
@@ -126,7 +128,7 @@ def dwpw_rewrite(source: str) -> tuple[str, int]:
     """Rewrite conv k×k → [act] → conv 1×1 [→ act] [+ residual] chains of every forward into ``dwpw`` calls.
 
     Only chains whose intermediate values have one use are rewritten; whether the Triton kernel
-    applies (stride, padding, dtype, device) is decided at run time by ``dwpw_supported``.
+    applies (stride, padding, groups, dtype, device) is decided at run time by ``dwpw_path``.
     Returns the new source and the number of chains.
     """
     tree = ast.parse(source)

@@ -5,10 +5,11 @@ A fused ``cudagraph`` module runs each k×k conv → 1×1 conv chain through the
 known only where the module first runs, so the choice is made there: when ``CUDAGraphRunner`` is
 built (before warm-up and capture), :func:`apply_choice` looks for ``<module>.fusion.json`` beside
 the module; when it was measured for this GPU, torch version, input shape, dtype and module source
-it is applied, otherwise every chain is timed — fused against unfused, paired rounds with CUDA
-events, the rule of :func:`archc.fusion_choice.prefer_fused` (fused kept only when ≥ 2 % faster and
-faster in ≥ 3 of 4 rounds; ties and noise keep cuDNN) — and the record is written (atomically; a
-read-only folder only costs the measurement on the next run). A chain kept unfused runs the two
+it is applied, otherwise every chain is timed — fused (the kernel ``dwpw_path`` picks for it:
+channels-last or NCHW, autotuned in the warm-up calls) against unfused, paired rounds with CUDA
+events, the rule of :func:`archc.fusion_choice.prefer_fused` (fused kept only when ≥ 2 % faster
+and faster in ≥ 3 of 4 rounds; ties and noise keep cuDNN) — and the record is written
+(atomically; a read-only folder only costs the measurement on the next run). A chain kept unfused runs the two
 PyTorch convs, so the module is never slower than the unfused one beyond the noise of the timing.
 
 The functions are emitted into the generated module (it imports only torch and the standard
@@ -56,7 +57,9 @@ def _archc_cuda_timer(label, fused, unfused, rounds=9, warmup=2):
 def choose_dwpw(model, x, timer=None):
     """Time each dwpw chain that ``model(x)`` runs, fused against unfused; keep the faster (sets ``archc_unfused``).
 
-    Returns {{conv name: [fused kept, reason]}}. A chain the kernel does not support here runs unfused.
+    Returns {{conv name: [fused kept, reason]}}; the reason names the kernel timed ("nhwc" or "nchw",
+    the one ``dwpw_path`` picks for the chain's tensors; the first fused calls, the timer's warm-up,
+    autotune it). A chain neither kernel supports here runs unfused.
     """
     timer = timer or _archc_cuda_timer
     names = {{id(m): n for n, m in model.named_modules()}}
@@ -80,8 +83,11 @@ def choose_dwpw(model, x, timer=None):
             name = names.get(id(c1), "?")
             if not dwpw_supported(c1, c2, xx):
                 c1.archc_unfused = True
-                decisions[name] = [False, "not supported by the kernel here: unfused"]
+                decisions[name] = [False, "not supported by the kernels here: unfused"]
                 continue
+            # run(False) below is dwpw itself on these very tensors: what is timed is the kernel dwpw_path
+            # names (the PyTorch ops only for a residual the kernels cannot take: a tie, kept unfused)
+            path = dwpw_path(c1, c2, xx, residual)
 
             def run(unfused, c1=c1, c2=c2, xx=xx, act1=act1, act2=act2, residual=residual):
                 c1.archc_unfused = unfused
@@ -89,7 +95,7 @@ def choose_dwpw(model, x, timer=None):
 
             keep, why = _archc_prefer_fused(timer(name, lambda: run(False), lambda: run(True)))
             c1.archc_unfused = not keep
-            decisions[name] = [keep, why]
+            decisions[name] = [keep, (path + " kernel" if path != "torch" else "PyTorch ops") + ": " + why]
     return decisions
 
 
