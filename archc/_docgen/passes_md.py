@@ -147,7 +147,7 @@ def passes_markdown() -> str:
         "prefix, so converted keys stay those of the generated modules (`stages.1.blocks.0.conv.weight`).",
         "",
         "Each pass below states its math (from its docstrings, the single source), its rules and every",
-        "reason a rule gives for refusing a site, and worked examples from `archc/_docgen/pass_examples.py`,",
+        "reason a rule gives for refusing a site, and worked examples from `archc/_docgen/pass_cases/*.yaml`,",
         "which the test suite also runs. An example's *after* graph is the pass's real output, written back",
         "in the spec language (`archc.ir.printer`): attributes at their op's default are left out (a conv's",
         "`bias: true`, its `kernel: 1`), and block params appear bound (blocks are printed as instantiated).",
@@ -231,7 +231,7 @@ def passes_markdown() -> str:
         refusals = [c for c in NO_FIRE if c.pass_name == name]
         lines += ["### Examples", ""]
         if not fires and not refusals:
-            lines += ["No example yet (add one to `archc/_docgen/pass_examples.py`).", ""]
+            lines += ["No example yet (add one to `archc/_docgen/pass_cases/`).", ""]
         shown: set[str] = set()
         for case in fires:
             if case.rule in shown:

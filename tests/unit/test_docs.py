@@ -108,7 +108,7 @@ def test_passes_md_covers_every_pass_and_rule() -> None:
     for name, p in PASSES.items():
         section = text.split(f"\n## {name}\n", 1)[1].split("\n## ", 1)[0]
         assert "### What it computes" in section and "### Examples" in section
-        assert "No example yet" not in section, f"pass '{name}' has no example in archc/_docgen/pass_examples.py"
+        assert "No example yet" not in section, f"pass '{name}' has no example in archc/_docgen/pass_cases/"
         assert "After `" in section, f"pass '{name}' has no before/after example"
         for r in p.rules if isinstance(p, RulePass) else ():
             assert f"**`{r.name}`**" in section
