@@ -169,22 +169,28 @@ class _RunLog:
             f.flush()
 
 
-def _train(builder: Any, space: SearchSpace, cand: Candidate, epochs: int, seed: int, threads: int | None,
-           runs: _RunLog, log: Callable[[str], None], label: str) -> dict[str, Any]:
+def _run_key(space: SearchSpace, cand: Candidate, epochs: int, seed: int) -> str:
+    """The run log's key: the proxy graph and the evaluator with only the budget and the seed changed."""
+    cfg = _budget_config(space, epochs, seed)
+    # the data's source position is not part of the key: moving lines in the space file changes no result
+    return f"{cand.arch}:{replace(cfg, data=replace(cfg.data, loc=None)).digest()}"
+
+
+def _budget_config(space: SearchSpace, epochs: int, seed: int) -> Any:
+    base = space.evaluator
+    assert base.train is not None
+    # the search's evaluator with only the budget and the seed changed (no zero-cost screening: it ranks nothing here)
+    return replace(base, train=replace(base.train, epochs=epochs, seed=seed), zero_cost=None, latency=None)
+
+
+def _training(builder: Any, space: SearchSpace, cand: Candidate, epochs: int, seed: int,
+              threads: int | None) -> dict[str, Any]:
+    """Train ``cand`` once at ``epochs`` with ``seed``; the run-log record (metrics, status, seconds)."""
     import torch
 
     from archc.search.evaluate import NonFiniteError, ProxyEvaluator, TrialContext
 
-    base = space.evaluator
-    assert base.train is not None
-    # the search's evaluator with only the budget and the seed changed (no zero-cost screening: it ranks nothing here)
-    cfg = replace(base, train=replace(base.train, epochs=epochs, seed=seed), zero_cost=None, latency=None)
-    # the data's source position is not part of the key: moving lines in the space file changes no result
-    key = f"{cand.arch}:{replace(cfg, data=replace(cfg.data, loc=None)).digest()}"
-    if key in runs.done:
-        rec = runs.done[key]
-        log(f"{label}: reused ({_fmt_metrics(rec['metrics'])})")
-        return rec
+    cfg = _budget_config(space, epochs, seed)
     pg = builder.graph(cand.proxy_overrides)
     source = builder.source(pg)
     torch.manual_seed(seed)  # the seed initializes the weights, as the search does with the train seed
@@ -197,12 +203,71 @@ def _train(builder: Any, space: SearchSpace, cand: Candidate, epochs: int, seed:
         status = "ok"
     except NonFiniteError as exc:  # a diverging architecture is a result (it ranks last), not a crash
         metrics, status = {}, f"non-finite: {exc}"
-    seconds = time.perf_counter() - t0
-    rec = {"key": key, "arch": cand.arch, "index": cand.index, "epochs": epochs, "seed": seed,
-           "metrics": {k: float(v) for k, v in metrics.items()}, "status": status, "seconds": round(seconds, 3)}
-    runs.add(rec)
-    log(f"{label}: {_fmt_metrics(rec['metrics']) or status} ({seconds:.1f} s)")
-    return rec
+    return {"key": _run_key(space, cand, epochs, seed), "arch": cand.arch, "index": cand.index, "epochs": epochs,
+            "seed": seed, "metrics": {k: float(v) for k, v in metrics.items()}, "status": status,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+#: per worker process: the space and its model builder, loaded once (worker processes run many trainings)
+_WORKER_STATE: dict[str, tuple[SearchSpace, Any]] = {}
+
+
+def _worker_training(space_path: str, cand: Candidate, epochs: int, seed: int, threads: int | None) -> dict[str, Any]:
+    """:func:`_training` in a worker process (the space is loaded from its file there)."""
+    from archc.search.runner import ModelBuilder
+
+    if space_path not in _WORKER_STATE:
+        space = load_space(space_path)
+        _WORKER_STATE[space_path] = (space, ModelBuilder(space))
+    space, builder = _WORKER_STATE[space_path]
+    return _training(builder, space, cand, epochs, seed, threads)
+
+
+def _run_all(jobs: list[tuple[str, Candidate, int, int]], builder: Any, space: SearchSpace, threads: int | None,
+             runs: _RunLog, say: Callable[[str], None], workers: int) -> dict[str, dict[tuple[int, int], dict[str, Any]]]:
+    """Every (budget, candidate, epochs, seed) training, reusing the run log; ``workers`` at a time."""
+    recs: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
+    total = len(jobs)
+    done = 0
+
+    def label(job: tuple[str, Candidate, int, int]) -> str:
+        return f"[{done}/{total}] arch {job[1].index} {job[0]} ({job[2]} ep) seed {job[3]}"
+
+    todo = []
+    for job in jobs:
+        rec = runs.done.get(_run_key(space, job[1], job[2], job[3]))
+        if rec is None:
+            todo.append(job)
+            continue
+        done += 1
+        recs.setdefault(job[0], {})[(job[1].index, job[3])] = rec
+        say(f"{label(job)}: reused ({_fmt_metrics(rec['metrics'])})")
+
+    def finish(job: tuple[str, Candidate, int, int], rec: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        runs.add(rec)
+        recs.setdefault(job[0], {})[(job[1].index, job[3])] = rec
+        say(f"{label(job)}: {_fmt_metrics(rec['metrics']) or rec['status']} ({rec['seconds']:.1f} s)")
+
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            finish(job, _training(builder, space, job[1], job[2], job[3], threads))
+        return recs
+    import concurrent.futures as cf
+    import multiprocessing
+
+    # spawn: a forked child would inherit the parent's torch thread pools; each worker loads the space once
+    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(_worker_training, str(space.path), job[1], job[2], job[3], threads): job for job in todo}
+        for fut in cf.as_completed(futures):
+            finish(futures[fut], fut.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # finished trainings are in the run log: a rerun resumes
+        raise
+    pool.shutdown()
+    return recs
 
 
 def _fmt_metrics(ms: dict[str, float]) -> str:
@@ -274,7 +339,7 @@ def _trained_metric(space: SearchSpace, metric: str | None) -> str:
 # -------------------------------------------------------------------------------------------------------
 def check_proxy(space_path: str | Path, k: int, *, long_epochs: int | None = None, seeds: int = 2, seed: int = 0,
                 out: str | Path | None = None, metric: str | None = None, threads: int | None = None,
-                resamples: int = 2000, log: Callable[[str], None] | None = None) -> ProxyCheckResult:
+                resamples: int = 2000, log: Callable[[str], None] | None = None, workers: int = 1) -> ProxyCheckResult:
     """Measure whether the space's search-budget proxy ranks architectures as a long budget does.
 
     Args:
@@ -289,6 +354,9 @@ def check_proxy(space_path: str | Path, k: int, *, long_epochs: int | None = Non
         threads: torch threads (default the evaluator's, else 1).
         resamples: bootstrap resamples.
         log: receives one line per training.
+        workers: trainings run at a time, each in its own process (with ``threads`` torch threads): the
+            trainings are independent, so a machine with C cores runs the check about C times faster with
+            ``workers=C`` and one thread each. Results do not depend on it.
 
     Example::
 
@@ -313,6 +381,8 @@ def check_proxy(space_path: str | Path, k: int, *, long_epochs: int | None = Non
         raise ProxyCheckError(f"--check-proxy needs at least 3 architectures to rank, got {k}")
     if seeds < 2:
         raise ProxyCheckError(f"--seeds must be at least 2 (the seed noise needs two), got {seeds}")
+    if workers < 1:
+        raise ProxyCheckError(f"--workers must be at least 1, got {workers}")
     long_epochs = long_epochs if long_epochs is not None else LONG_FACTOR * train.epochs
     if long_epochs <= train.epochs:
         raise ProxyCheckError(f"--long-epochs ({long_epochs}) must exceed the search budget ({train.epochs} epochs)")
@@ -331,16 +401,9 @@ def check_proxy(space_path: str | Path, k: int, *, long_epochs: int | None = Non
     runs = _RunLog(out_dir / RUNS_FILE)
     seed_list = [train.seed + i for i in range(seeds)]
     budgets = {"search": train.epochs, "long": long_epochs}
-    recs: dict[str, dict[tuple[int, int], dict[str, Any]]] = {b: {} for b in budgets}
-    total = len(cands) * seeds * 2
-    done = 0
     # the short budget of every architecture first: a partial check already shows the search budget's noise
-    for bname, epochs in budgets.items():
-        for c in cands:
-            for s in seed_list:
-                done += 1
-                recs[bname][(c.index, s)] = _train(builder, space, c, epochs, s, threads, runs, say,
-                                                   f"[{done}/{total}] arch {c.index} {bname} ({epochs} ep) seed {s}")
+    jobs = [(bname, c, epochs, s) for bname, epochs in budgets.items() for c in cands for s in seed_list]
+    recs = _run_all(jobs, builder, space, threads, runs, say, workers)
     report = _report(space, cands, recs, seed_list, budgets, metric, resamples, seed, k)
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     report["command"] = (f"archc search {space.path} --check-proxy {k} --long-epochs {long_epochs} --seeds {seeds}"

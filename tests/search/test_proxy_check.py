@@ -111,6 +111,20 @@ def test_real_training_report_and_resume(tmp_path: Path) -> None:
     assert again.report["metrics"] == res.report["metrics"]
 
 
+def test_workers_train_in_parallel_with_the_same_results(tmp_path: Path) -> None:
+    """Two worker processes give the trainings (and so the statistics) one process gives, logged once each."""
+    space = _space(tmp_path)
+    one = check_proxy(space, 3, long_epochs=2, out=tmp_path / "one", resamples=100)
+    lines: list[str] = []
+    two = check_proxy(space, 3, long_epochs=2, out=tmp_path / "two", resamples=100, workers=2, log=lines.append)
+    assert two.report["metrics"] == one.report["metrics"]
+    runs = [json.loads(line) for line in (tmp_path / "two" / RUNS_FILE).read_text().splitlines()]
+    assert len(runs) == 3 * 2 * 2 == len({r["key"] for r in runs})
+    assert sum("[" in line and "seed" in line for line in lines) == 12 and "[12/12]" in "".join(lines)
+    with pytest.raises(ProxyCheckError, match="--workers must be at least 1"):
+        check_proxy(space, 3, out=tmp_path / "bad", workers=0)
+
+
 def test_cli_check_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     space = _space(tmp_path)
     out = tmp_path / "cli"
