@@ -156,20 +156,22 @@ def test_nhwc_kernel_matches_pytorch(interp: Any, k: int, c_mid: int, c_out: int
     assert _rel(got, want) <= TOL[dt]
 
 
-@pytest.mark.parametrize("c_in,c_mid,groups,bias,dtype", [
-    (24, 24, 3, True, "float32"),    # grouped, width 8 (ConvFirst's)
-    (16, 16, 1, True, "float16"),    # group width 16: the limit
-    (8, 24, 8, False, "float32"),    # depthwise multiplier 3, no biases
-    (8, 24, 8, True, "bfloat16"),
+@pytest.mark.parametrize("c_in,c_mid,groups,bias,dtype,acts", [
+    (24, 24, 3, True, "float32", ("sigmoid", "hardswish")),  # grouped, width 8 (ConvFirst's); act1(0) ≠ 0 in padded lanes
+    (16, 16, 1, True, "float16", ("relu", "gelu")),          # group width 16: the limit
+    (8, 24, 8, False, "float32", ("relu", "gelu")),          # depthwise multiplier 3, no biases
+    (8, 24, 8, True, "bfloat16", ("silu", "none")),
 ])
-def test_nhwc_kernel_grouped_and_without_bias(interp: Any, c_in: int, c_mid: int, groups: int, bias: bool, dtype: str) -> None:
+def test_nhwc_kernel_grouped_and_without_bias(interp: Any, c_in: int, c_mid: int, groups: int, bias: bool, dtype: str,
+                                              acts: tuple[str, str]) -> None:
     dt = DTYPES[dtype]
     c1, c2 = _chain(c_in, c_mid, 40, 3, groups, dt, bias=bias)
-    x = torch.randn(2, c_in, 5, 7).to(dt).contiguous(memory_format=CL)
+    # one pixel block per image where a group is wide (each input channel of a group is a pass over the taps)
+    x = torch.randn(2, c_in, *((5, 7) if c_in // groups < 8 else (4, 4))).to(dt).contiguous(memory_format=CL)
     assert interp.dwpw_path(c1, c2, x) == "nhwc"
     with torch.no_grad():
-        got = interp.dwpw(c1, c2, x, "relu", "gelu")
-        want = _torch_chain(interp, c1, c2, x, "relu", "gelu", None)
+        got = interp.dwpw(c1, c2, x, *acts)
+        want = _torch_chain(interp, c1, c2, x, *acts, None)
     assert _rel(got, want) <= TOL[dt]
 
 
@@ -194,13 +196,16 @@ def test_nhwc_kernel_every_tile_shape(interp: Any, config: tuple[int, int, int])
     assert _rel(got, want) <= 1e-5
 
 
-def test_nchw_kernel_for_wide_groups_under_the_interpreter(interp: Any) -> None:
-    c1, c2 = _chain(18, 18, 24, 3, 1, torch.float32)  # group width 18: past the channels-last kernel's limit
-    x = torch.randn(2, 18, 4, 5)
-    assert interp.dwpw_path(c1, c2, x) == "nchw"
+def test_nchw_kernel_under_the_interpreter(interp: Any) -> None:
+    wide = _chain(17, 17, 24, 3, 1, torch.float32)  # group width 17: past the channels-last kernel's limit
+    assert interp.dwpw_path(*wide, torch.randn(1, 17, 4, 5)) == "nchw"
+    # the launch itself on a narrow grouped chain: the interpreter pays per tap and input channel of a group
+    c1, c2 = _chain(8, 24, 40, 3, 4, torch.float32)
+    x = torch.randn(2, 8, 5, 6)
+    r = torch.randn(2, 40, 5, 6)
     with torch.no_grad():
-        got = interp.dwpw(c1, c2, x, "none", "silu")
-        want = _torch_chain(interp, c1, c2, x, "none", "silu", None)
+        got = interp._dwpw_nchw(c1, c2, x, "none", "silu", r)
+        want = _torch_chain(interp, c1, c2, x, "none", "silu", r)
     assert _rel(got, want) <= 1e-5
 
 
@@ -372,6 +377,37 @@ def test_chooser_times_the_kernel_dwpw_runs(monkeypatch: pytest.MonkeyPatch) -> 
     assert model.dw.archc_unfused is False and model.g.archc_unfused is False
 
 
+# -- on a GPU -----------------------------------------------------------------------------------------------
+
+
+def _few_configs(mod: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two configurations keep the autotuner at work (it times them) without compiling all eighteen in a test."""
+    monkeypatch.setattr(mod, "_nhwc_configs", lambda: [mod.triton.Config({"BLOCK_P": p, "BLOCK_N": n}, num_warps=4)
+                                                       for p, n in ((16, 32), (32, 64))])
+
+
+@pytest.mark.skipif(not (CUDA and TRITON), reason="needs CUDA and triton")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_nhwc_kernel_on_cuda(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # the float32 reference must be exact float32 too
+    mod = _runtime(f"dwpw_cuda_{dtype}")
+    assert not mod._ALLOW_CPU_INTERPRETER
+    _few_configs(mod, monkeypatch)
+    dt = DTYPES[dtype]
+    for c_in, c_mid, c_out, k, groups, hw in ((96, 96, 384, 3, 12, (28, 28)), (64, 64, 256, 7, 64, (14, 15)),
+                                              (24, 24, 40, 3, 24, (5, 7))):
+        c1, c2 = (c.cuda() for c in _chain(c_in, c_mid, c_out, k, groups, dt))
+        x = torch.randn(4, c_in, *hw, device="cuda").to(dt).contiguous(memory_format=CL)
+        r = torch.randn(4, c_out, *hw, device="cuda").to(dt).contiguous(memory_format=CL)
+        assert mod.dwpw_path(c1, c2, x, r) == "nhwc"
+        with torch.no_grad():
+            got = mod.dwpw(c1, c2, x, "gelu", "silu", residual=r)
+            want = _torch_chain(mod, c1, c2, x, "gelu", "silu", r)
+        assert got.is_contiguous(memory_format=CL)
+        assert _rel(got, want) <= TOL[dt], (c_in, c_mid, c_out, k, groups, hw)
+
+
 # -- on a GPU: ConvFirst-T, fused pipeline, bf16 channels-last, against the deploy module -------------------
 
 
@@ -393,9 +429,7 @@ def test_convfirst_fused_bf16_channels_last_on_cuda(monkeypatch: pytest.MonkeyPa
     src += precision_source(cls.group(1), Precision("bf16", channels_last=True))  # as archc compile --dtype bf16 --channels-last
     mod = module_from_source(src, "convfirst_cg_bf16")
     assert not mod._ALLOW_CPU_INTERPRETER
-    # two configurations keep the autotuner at work (it times them) without compiling all eighteen here
-    monkeypatch.setattr(mod, "_nhwc_configs", lambda: [mod.triton.Config({"BLOCK_P": p, "BLOCK_N": n}, num_warps=4)
-                                                       for p, n in ((16, 32), (32, 64))])
+    _few_configs(mod, monkeypatch)
     ref = deploy.module(False).create_model().eval()
     ref.load_state_dict(deploy.state_dict)
     x = deploy.inputs[0]
