@@ -162,7 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes on this machine (CPU threads split between them, one GPU each when several "
-                        "are visible); on several machines run the same command with the same --storage and --study")
+                        "are visible); on several machines run the same command with the same --storage and --study; "
+                        "with --check-proxy: trainings at a time")
     p.add_argument("--heartbeat", type=int, default=10, metavar="S",
                    help="seconds between heartbeats of a running trial (default 10)")
     p.add_argument("--grace", type=int, default=60, metavar="S",

@@ -20,7 +20,8 @@ def _cmd_check_proxy(args: argparse.Namespace) -> int:
 
     res = check_proxy(args.space, args.check_proxy, long_epochs=args.long_epochs, seeds=args.seeds,
                       seed=args.seed if args.seed is not None else 0, out=args.out, metric=args.metric,
-                      threads=args.threads, log=None if args.no_progress else lambda line: print(line, file=sys.stderr))
+                      threads=args.threads, log=None if args.no_progress else lambda line: print(line, file=sys.stderr),
+                      workers=args.workers)
     print(format_table(res.report))
     print(f"  report       {res.files['report']}")
     tau = res.report["budgets"]["kendall_tau"]

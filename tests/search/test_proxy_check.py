@@ -132,9 +132,9 @@ def test_cli_check_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "val_loss" in text and "τ" in text and (out / RESULT_FILE).exists()
-    # the same run with an unreachable --min-tau: exit 1, one line (the trainings are reused)
+    # the same run with an unreachable --min-tau: exit 1, one line (the trainings are reused, also by workers)
     rc = main(["search", str(space), "--check-proxy", "3", "--long-epochs", "2", "--out", str(out), "--no-progress",
-               "--min-tau", "1.01"])
+               "--min-tau", "1.01", "--workers", "2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "below --min-tau" in err[0]
 
@@ -144,6 +144,7 @@ def test_cli_check_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     (["--check-proxy", "3", "--seeds", "1"], "--seeds must be at least 2"),
     (["--check-proxy", "3", "--long-epochs", "1"], "must exceed the search budget"),
     (["--check-proxy", "3", "--metric", "val_auc"], "not a trained metric"),
+    (["--check-proxy", "3", "--workers", "0"], "--workers must be at least 1"),
     (["--long-epochs", "5"], "only with --check-proxy"),
 ])
 def test_cli_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
