@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--factor", type=int, default=LONG_FACTOR, help="long budget = factor × the space's epochs")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--out", default="runs/proxy_check", help="run folders (one per space; trainings cached)")
+    ap.add_argument("--workers", type=int, default=1, help="trainings at a time, one process each (default 1: "
+                    "s/trial is then one training alone on a core)")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     ap.add_argument("--verbose", action="store_true", help="one line per training, and each space's full table")
     args = ap.parse_args(argv)
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         epochs = load_space(path).evaluator.train.epochs  # type: ignore[union-attr]
         t0 = time.perf_counter()
         res = check_proxy(path, args.k, long_epochs=args.factor * epochs, seeds=args.seeds, out=Path(args.out) / name,
-                          log=(lambda s: print(s, file=sys.stderr, flush=True)) if args.verbose else None)
+                          log=(lambda s: print(s, file=sys.stderr, flush=True)) if args.verbose else None,
+                          workers=args.workers)
         res.report["wall_s"] = round(time.perf_counter() - t0, 1)
         reports.append(res.report)
         if args.verbose and not args.json:

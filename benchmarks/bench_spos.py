@@ -97,7 +97,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     opts = SposOptions()
-    space = load_space(ROOT / args.space if not Path(args.space).exists() else args.space)
+    space = load_space(ROOT / args.space if not Path(args.space).exists() else args.space).for_oneshot()
     builder = ModelBuilder(space)
     torch.manual_seed(args.seed)
     sn = build_supernet(space, proxy=True, seed=args.seed)

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    space = load_space(args.space)
+    space = load_space(args.space).for_oneshot()  # the data the one-shot strategies train on
     torch.manual_seed(0)
     sn = build_supernet(space, seed=0)
     graph = ModelBuilder(space).graph(space.materialize(sn.sample_path(random.Random(0))).proxy_overrides())
