@@ -1,4 +1,4 @@
-"""Searches that cannot succeed exit 1 within seconds, with one line that says why and what to change."""
+"""Searches that cannot succeed exit 1 before any training, with one line that says why and what to change."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from archc.search.runner import SearchError
 from .clusterkit import run
 from .conftest import TINY, CountingEvaluator, write_space
 
-LIMIT_S = 10.0
-
 
 def _cli(space: Path, tmp_path: Path, *extra: str, env_path: Path | None = None) -> tuple[int, str, float]:
+    """Exit code, stderr and wall seconds of one search run (the subprocess timeout only guards against a hang)."""
     t0 = time.monotonic()
     if env_path is None:
         p = run(str(space), "--trials", "2", "--out", str(tmp_path / "run"), "--no-progress", *extra, timeout=60)
@@ -63,9 +62,9 @@ def test_missing_scikit_learn_for_digits(tmp_path: Path) -> None:
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError(\"No module named 'sklearn'\")\n")
     space = write_space(tmp_path, DIGITS)
-    rc, err, dt = _cli(space, tmp_path, env_path=tmp_path / "no_sklearn")
+    rc, err, _ = _cli(space, tmp_path, env_path=tmp_path / "no_sklearn")
     line = _one_error_line(err)
-    assert rc == 1 and dt < LIMIT_S, (rc, dt, err)
+    assert rc == 1, (rc, err)
     assert "scikit-learn" in line and "help:" in err and "pip install" in err
     assert _trials_run(tmp_path) == 0  # before trial 0
 
@@ -73,9 +72,9 @@ def test_missing_scikit_learn_for_digits(tmp_path: Path) -> None:
 def test_unreadable_data(tmp_path: Path) -> None:
     space = write_space(tmp_path)
     (tmp_path / "data.npz").write_text("not an npz file")
-    rc, err, dt = _cli(space, tmp_path)
+    rc, err, _ = _cli(space, tmp_path)
     line = _one_error_line(err)
-    assert rc == 1 and dt < LIMIT_S and "cannot read" in line and "data.npz" in line
+    assert rc == 1 and "cannot read" in line and "data.npz" in line
     assert _trials_run(tmp_path) == 0
 
 
@@ -90,9 +89,9 @@ def test_choice_target_not_in_the_base_spec(tmp_path: Path) -> None:
           wide: {{type: int, low: 4, high: 16, step: 4, target: dims.99}}
         objectives: {{params: minimize}}
         """)
-    rc, err, dt = _cli(space, tmp_path)
+    rc, err, _ = _cli(space, tmp_path)
     line = _one_error_line(err)
-    assert rc == 1 and dt < LIMIT_S
+    assert rc == 1
     assert "space.yaml:5:" in line and "dims.99" in line and "2 items" in line
     assert "use an index from 0 to 1" in err
     assert _trials_run(tmp_path) == 0
@@ -110,9 +109,9 @@ def test_smallest_cost_over_a_constraint(tmp_path: Path) -> None:
         objectives: {{val_acc: maximize}}
         evaluator: {{task: classification, data: {{source: npz, path: data.npz}}, train: {{epochs: 1}}}}
         """)
-    rc, err, dt = _cli(space, tmp_path)
+    rc, err, _ = _cli(space, tmp_path)
     line = _one_error_line(err)
-    assert rc == 1 and dt < LIMIT_S
+    assert rc == 1
     # the smallest architecture (width 4, depth 1, kernel 1): conv 4 + batchnorm 8 + linear 4×4+4 = 32 params
     assert "no architecture of the space fits the constraints: smallest params seen" in line and "> max 20" in line
     from archc.search import load_space
@@ -151,8 +150,8 @@ study: {{sampler: {{name: random, seed: 0}}, trials: 5}}
 
 def test_consecutive_failed_evaluations_stop_the_run_and_rejections_do_not_reset(tmp_path: Path) -> None:
     space = write_space(tmp_path, BOOM)
-    rc, err, dt = _cli(space, tmp_path)
-    assert rc == 1 and dt < LIMIT_S, (rc, dt, err)
+    rc, err, _ = _cli(space, tmp_path)
+    assert rc == 1, (rc, err)
     line = _one_error_line(err)
     assert "10 trials in a row failed; the last:" in line and "training loss is nan" in line
     # the first failure was printed when it happened, not only written to a log file
@@ -191,9 +190,9 @@ def test_no_feasible_sample_in_the_first_attempts(tmp_path: Path) -> None:
         study: {{sampler: {{name: random, seed: 0}}}}
         """)
     # the checks before trial 0 would refuse this space; skip them to reach the check during the run
-    rc, err, dt = _cli(space, tmp_path, "--no-preflight")
+    rc, err, _ = _cli(space, tmp_path, "--no-preflight")
     line = _one_error_line(err)
-    assert rc == 1 and dt < LIMIT_S, (rc, dt, err)
+    assert rc == 1, (rc, err)
     assert "none of the first 50 samples is a valid architecture within the constraints" in line
     assert "over budget: params" in line and "raise the limits" in err
 
