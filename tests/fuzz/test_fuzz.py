@@ -17,6 +17,8 @@ from tests.fuzz.mutator import cases, run_case
 
 #: wall-clock seconds the suite spends fuzzing (ARCHC_FUZZ_SECONDS overrides)
 BUDGET = float(os.environ.get("ARCHC_FUZZ_SECONDS", "45"))
+#: mutants run whatever the budget (a loaded machine runs fewer in the budget, never fewer than these)
+MIN_CASES = 30
 
 
 def test_mutants_are_rejected_cleanly_or_compile_exactly() -> None:
@@ -29,8 +31,8 @@ def test_mutants_are_rejected_cleanly_or_compile_exactly() -> None:
         counts[out.kind] = counts.get(out.kind, 0) + 1
         if out.kind in ("internal", "hang", "mismatch"):
             failures.append(f"{out.spec} seed {out.seed}: {out.kind} ({out.seconds:.1f} s) {out.detail}")
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and sum(counts.values()) >= MIN_CASES:
             break
-    assert sum(counts.values()) >= 30, counts  # the box is big enough to mean something
+    assert sum(counts.values()) >= MIN_CASES, counts  # the corpus is big enough to mean something
     assert counts.get("accepted", 0) + counts.get("unchecked", 0) > 0, counts  # some mutants reach the module checks
     assert not failures, "\n".join(failures[:20])
