@@ -93,7 +93,10 @@ def choose_dwpw(model, x, timer=None):
                 c1.archc_unfused = unfused
                 return plain(c1, c2, xx, act1, act2, residual=residual)
 
-            keep, why = _archc_prefer_fused(timer(name, lambda: run(False), lambda: run(True)))
+            try:
+                keep, why = _archc_prefer_fused(timer(name, lambda: run(False), lambda: run(True)))
+            except Exception as exc:  # a kernel that cannot compile or launch on this GPU is never kept
+                keep, why = False, "failed here, unfused (" + type(exc).__name__ + ": " + (str(exc).splitlines() or [""])[0][:200] + ")"
             c1.archc_unfused = not keep
             decisions[name] = [keep, (path + " kernel" if path != "torch" else "PyTorch ops") + ": " + why]
     return decisions

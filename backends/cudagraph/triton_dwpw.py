@@ -290,8 +290,8 @@ def dwpw_path(c1, c2, x, residual=None):
     """Which implementation ``dwpw(c1, c2, x, residual=residual)`` runs: "nhwc", "nchw" or "torch".
 
     "nhwc" — the channels-last kernel: Triton, a CUDA input (or a CPU one under the interpreter), a
-    supported chain, float32/bfloat16/float16 input and weights of one dtype, group width ≤ 16 and
-    C_MID ≤ 1024; "nchw" — the general kernel: the same but float32 and any group width; otherwise
+    supported chain, float32/bfloat16/float16 input and weights of one dtype (bfloat16 from compute
+    capability 8.0), group width ≤ 16 and C_MID ≤ 1024; "nchw" — the general kernel: the same but float32 and any group width; otherwise
     "torch" (the PyTorch ops). A residual must be on the input's device, of its dtype and of the
     output's shape. ``archc_unfused`` (the measured choice) is not consulted here.
     """
@@ -306,7 +306,9 @@ def dwpw_path(c1, c2, x, residual=None):
     if any(p.dtype != x.dtype or p.device != x.device for p in params):
         return "torch"
     small = h * w * max(c1.in_channels, c_out) < 2 ** 31  # offsets within one image are 32-bit
-    if (small and x.dtype in _NHWC_DTYPES and c1.in_channels // c1.groups <= _NHWC_MAX_GROUP_WIDTH
+    # bfloat16 tl.dot needs Ampere or newer
+    bf16_ok = x.dtype != torch.bfloat16 or not x.is_cuda or torch.cuda.get_device_capability(x.device) >= (8, 0)
+    if (small and bf16_ok and x.dtype in _NHWC_DTYPES and c1.in_channels // c1.groups <= _NHWC_MAX_GROUP_WIDTH
             and c_mid <= _NHWC_MAX_CMID and _nhwc_fits(_cmid_p2(c_mid), c_out, x.element_size(), 16, 32)):
         return "nhwc"
     if x.dtype == torch.float32 and x.numel() < 2 ** 31 and n * c_out * h * w < 2 ** 31:

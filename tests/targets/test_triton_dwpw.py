@@ -460,3 +460,29 @@ def test_convfirst_fused_bf16_channels_last_on_cuda(monkeypatch: pytest.MonkeyPa
     assert runner.static_input.dtype == torch.bfloat16 and runner.static_input.is_contiguous(memory_format=CL)
     replay = runner(xb).float().cpu()
     assert _rel(replay, want) <= DTYPE_TOLERANCES["bf16"]
+
+
+def test_chooser_keeps_a_chain_unfused_when_its_kernel_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    src, _ = dwpw_rewrite(_BLOCK_SRC)
+    mod = module_from_source(src + "\n" + emit_runtime() + "\n" + emit_choice(), "dwpw_choice_fails")
+    monkeypatch.setattr(mod, "_TRITON", True)
+    monkeypatch.setattr(mod, "_ALLOW_CPU_INTERPRETER", True)
+
+    def broken(*args: Any, **kwargs: Any) -> torch.Tensor:
+        raise RuntimeError("out of resource: shared memory\nsecond line")
+
+    monkeypatch.setattr(mod, "_dwpw_nhwc", broken)
+    monkeypatch.setattr(mod, "_dwpw_nchw", lambda c1, c2, x, act1, act2, residual=None: _torch_chain(mod, c1, c2, x, act1, act2, residual))
+    model = mod.create_model().eval()
+    model.dw.archc_unfused = True  # the recording pass runs the PyTorch ops for the broken chain
+
+    def timer(label: str, fused: Callable[[], Any], unfused: Callable[[], Any]) -> list[tuple[float, float]]:
+        fused()
+        unfused()
+        return [(1.0, 2.0)] * 8
+
+    decisions = mod.choose_dwpw(model, torch.randn(2, 16, 6, 6), timer)
+    assert decisions["dw"] == [False, "nhwc kernel: failed here, unfused (RuntimeError: out of resource: shared memory)"]
+    assert model.dw.archc_unfused is True and decisions["g"][0] and model.g.archc_unfused is False
+    with torch.no_grad():
+        model(torch.randn(2, 16, 6, 6))  # the broken kernel is no longer called
