@@ -116,7 +116,12 @@ def _shim_interpreter() -> Callable[[], None]:
 
     builder.create_dot = create_dot
     undo.append(lambda: setattr(builder, "create_dot", original_dot))
-    return lambda: [u() for u in reversed(undo)] and None
+
+    def restore() -> None:
+        for u in reversed(undo):
+            u()
+
+    return restore
 
 
 @pytest.fixture(scope="module")
