@@ -309,7 +309,7 @@ def test_multi_objective_pareto_specs_compile(tmp_path: Path) -> None:
 
 def test_cdc_space_wiring_without_training(tmp_path: Path) -> None:
     """The shipped CDCN++ space: the enqueued released backbone is trial 0 with 2,257,352 params."""
-    ev = CountingEvaluator(lambda m, ctx, k: {"val_loss": 1.0 / k, "train_loss": 1.0})
+    ev = CountingEvaluator(lambda m, ctx, k: {"val_acer": 1.0 / k, "val_loss": 1.0 / k, "train_loss": 1.0})
     res = run_search(ROOT / "search_spaces" / "cdc.yaml", out=tmp_path / "cdc", trials=3, evaluator=ev, progress=False)
     t0 = res.study.trials[0]
     assert t0.user_attrs["metrics"]["params"] == 2_257_352
