@@ -69,12 +69,6 @@ def _self_attr(node: ast.AST) -> str | None:
     return None
 
 
-def _simple_assign(stmt: ast.stmt) -> tuple[str, ast.expr] | None:
-    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-        return stmt.targets[0].id, stmt.value
-    return None
-
-
 def _act_of(value: ast.expr, name: str) -> tuple[str, tuple[float, ...], str] | None:
     """The post-op for ``value`` when it is an activation applied to exactly the local ``name``."""
     if not isinstance(value, ast.Call) or not value.args or not isinstance(value.args[0], ast.Name) or value.args[0].id != name:
