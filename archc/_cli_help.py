@@ -1,6 +1,6 @@
 """Help texts of the command line (examples under each command's options) and suggestions for mistyped paths.
 
-Kept apart from :mod:`archc.cli` so that the parser stays argument parsing only. The examples use
+Kept apart from :mod:`archc._cli_parser` so that the parser stays argument parsing only. The examples use
 the bundled specs and spaces and are checked by tests/unit/test_cli_help.py: every ``archc`` line
 names an existing command, and every spec or space it names exists.
 """
