@@ -169,9 +169,8 @@ class _RunLog:
             f.flush()
 
 
-def _run_key(space: SearchSpace, cand: Candidate, epochs: int, seed: int) -> str:
-    """The run log's key: the proxy graph and the evaluator with only the budget and the seed changed."""
-    cfg = _budget_config(space, epochs, seed)
+def _run_key(cand: Candidate, cfg: Any) -> str:
+    """The run log's key: the proxy graph and the evaluator at one budget and seed (:func:`_budget_config`)."""
     # the data's source position is not part of the key: moving lines in the space file changes no result
     return f"{cand.arch}:{replace(cfg, data=replace(cfg.data, loc=None)).digest()}"
 
@@ -203,7 +202,7 @@ def _training(builder: Any, space: SearchSpace, cand: Candidate, epochs: int, se
         status = "ok"
     except NonFiniteError as exc:  # a diverging architecture is a result (it ranks last), not a crash
         metrics, status = {}, f"non-finite: {exc}"
-    return {"key": _run_key(space, cand, epochs, seed), "arch": cand.arch, "index": cand.index, "epochs": epochs,
+    return {"key": _run_key(cand, cfg), "arch": cand.arch, "index": cand.index, "epochs": epochs,
             "seed": seed, "metrics": {k: float(v) for k, v in metrics.items()}, "status": status,
             "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -235,7 +234,7 @@ def _run_all(jobs: list[tuple[str, Candidate, int, int]], builder: Any, space: S
 
     todo = []
     for job in jobs:
-        rec = runs.done.get(_run_key(space, job[1], job[2], job[3]))
+        rec = runs.done.get(_run_key(job[1], _budget_config(space, job[2], job[3])))
         if rec is None:
             todo.append(job)
             continue

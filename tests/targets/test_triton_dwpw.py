@@ -266,17 +266,23 @@ def test_dispatch_falls_back_to_the_nchw_kernel_then_to_pytorch(mocked: Any) -> 
     assert path(c1, c2, _x(16)) == "torch"
 
 
-def test_dwpw_runs_the_kernel_the_dispatch_names_unless_measured_slower(mocked: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def _record_launches(mod: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace both kernel launchers of ``mod`` by the PyTorch chain; the returned list names each launch."""
     calls: list[str] = []
 
     def launcher(name: str) -> Callable[..., torch.Tensor]:
         def run(c1: Any, c2: Any, x: torch.Tensor, act1: str, act2: str, residual: Any = None) -> torch.Tensor:
             calls.append(name)
-            return _torch_chain(mocked, c1, c2, x, act1, act2, residual)
+            return _torch_chain(mod, c1, c2, x, act1, act2, residual)
         return run
 
-    monkeypatch.setattr(mocked, "_dwpw_nhwc", launcher("nhwc"))
-    monkeypatch.setattr(mocked, "_dwpw_nchw", launcher("nchw"))
+    monkeypatch.setattr(mod, "_dwpw_nhwc", launcher("nhwc"))
+    monkeypatch.setattr(mod, "_dwpw_nchw", launcher("nchw"))
+    return calls
+
+
+def test_dwpw_runs_the_kernel_the_dispatch_names_unless_measured_slower(mocked: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _record_launches(mocked, monkeypatch)
     dw, wide = _chain(16, 16, 16, 3, 16, torch.float32), _chain(32, 32, 16, 3, 1, torch.float32)
     with torch.no_grad():
         mocked.dwpw(*dw, _x(16))
@@ -353,16 +359,7 @@ def test_chooser_times_the_kernel_dwpw_runs(monkeypatch: pytest.MonkeyPatch) -> 
     mod = module_from_source(src + "\n" + emit_runtime() + "\n" + emit_choice(), "dwpw_choice")
     monkeypatch.setattr(mod, "_TRITON", True)
     monkeypatch.setattr(mod, "_ALLOW_CPU_INTERPRETER", True)
-    launched: list[str] = []
-
-    def launcher(name: str) -> Callable[..., torch.Tensor]:
-        def run(c1: Any, c2: Any, x: torch.Tensor, act1: str, act2: str, residual: Any = None) -> torch.Tensor:
-            launched.append(name)
-            return _torch_chain(mod, c1, c2, x, act1, act2, residual)
-        return run
-
-    monkeypatch.setattr(mod, "_dwpw_nhwc", launcher("nhwc"))
-    monkeypatch.setattr(mod, "_dwpw_nchw", launcher("nchw"))
+    launched = _record_launches(mod, monkeypatch)
     model = mod.create_model().eval()
     timed: dict[str, tuple[list[str], list[str]]] = {}
 
