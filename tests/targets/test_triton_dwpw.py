@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -124,6 +125,11 @@ def _shim_interpreter() -> Callable[[], None]:
     return restore
 
 
+def _triton_python_module(name: str) -> bool:
+    """Triton's Python modules (its compiled extension ``triton._C`` loads once per process and stays)."""
+    return (name == "triton" or name.startswith("triton.")) and not name.startswith("triton._C")
+
+
 @pytest.fixture(scope="module")
 def interp() -> Iterator[Any]:
     """A runtime imported with TRITON_INTERPRET=1 (restored afterwards): its kernels run on CPU tensors."""
@@ -131,6 +137,12 @@ def interp() -> Iterator[Any]:
         pytest.skip("needs triton (its CPU interpreter); pip install triton")
     old = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
+    # triton.language's own @jit helpers take the mode when triton is imported: when an earlier test (or
+    # torch) imported triton without the interpreter, this fixture imports it afresh, and puts the
+    # original modules back afterwards for everything else in the session
+    compiled = {n: m for n, m in sys.modules.items() if _triton_python_module(n)}
+    for name in compiled:
+        del sys.modules[name]
     undo = _shim_interpreter()
     torch.set_num_threads(1)
     try:
@@ -139,6 +151,9 @@ def interp() -> Iterator[Any]:
         yield mod
     finally:
         undo()
+        for name in [n for n in sys.modules if _triton_python_module(n)]:
+            del sys.modules[name]
+        sys.modules.update(compiled)
         if old is None:
             os.environ.pop("TRITON_INTERPRET", None)
         else:
