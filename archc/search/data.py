@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from archc.diagnostics import ArchcError
+from archc.search.glyphs import CLASSES as GLYPH_CLASSES
+from archc.search.glyphs import render_glyphs
 from archc.search.space import DataConfig
 from archc.train.data import TensorData
 
@@ -44,6 +46,9 @@ __all__ = ["ProxyData", "load_data", "depth_targets", "DataError", "IMAGE_SUFFIX
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _CACHE: dict[Any, ProxyData] = {}
+#: the glyphs' sample counts when the data config gives none
+GLYPHS_TRAIN = 8192
+GLYPHS_VAL = 2048
 
 
 class DataError(ArchcError):
@@ -227,6 +232,19 @@ def load_data(cfg: DataConfig, task: str, input_shape: tuple[int, int, int], out
             labels = (labels < 5).astype(np.int64)  # live = digits 0–4
             classes = 2
             desc += ", live = 0–4 with intensity depth maps, spoof = 5–9 with zero maps"
+    elif cfg.source == "glyphs":
+        if task != "classification":
+            raise DataError(f"the glyphs are a classification task; the '{task}' task needs other data",
+                            hint="use 'source: digits' (its depth variant), 'folder' or 'npz'")
+        n_train = cfg.train if cfg.train is not None else GLYPHS_TRAIN
+        n_val = cfg.val if cfg.val is not None else GLYPHS_VAL
+        # distinct streams for the two splits; drawn at the model's size, so the resize below is a no-op
+        xt, yt = render_glyphs(n_train, (h, w), cfg.seed * 2 + 1)
+        xv, yv = render_glyphs(n_val, (h, w), cfg.seed * 2 + 2)
+        x_all, labels = torch.cat([xt, xv]), np.concatenate([yt, yv])
+        splits = (np.arange(n_train), np.arange(n_train, n_train + n_val))
+        classes = GLYPH_CLASSES
+        desc = f"glyphs ({GLYPH_CLASSES} stroke figures among clutter, drawn at {h}×{w})"
     elif cfg.source == "folder":
         assert cfg.path is not None
         images, labels, names = _folder(cfg.path, task)

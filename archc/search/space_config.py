@@ -39,7 +39,7 @@ LATENCY_KEYS = ("runs", "warmup", "batch", "threads", "model", "check")
 STUDY_KEYS = ("name", "sampler", "pruner", "trials", "timeout", "storage", "seed", "enqueue", "max_attempts", "out")
 
 TASKS = ("classification", "depth")
-SOURCES = ("digits", "folder", "npz")
+SOURCES = ("digits", "glyphs", "folder", "npz")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 COST_METRICS = ("params", "macs", "acts")

@@ -52,7 +52,8 @@ def parse_data(d: YMap, p: Path, dwhat: str) -> DataConfig:
         if source == "folder" and not dpath.is_dir():
             raise err(f"data path '{rel}' is not a folder", d.loc_of("path"), "a folder with one sub-folder per class")
     elif "path" in d:
-        raise err("the digits data set ships with scikit-learn: 'path' does not apply", d.key_loc("path"))
+        what = "the digits data set ships with scikit-learn" if source == "digits" else "the glyphs are generated"
+        raise err(f"{what}: 'path' does not apply", d.key_loc("path"), "remove 'path', or use 'source: folder' or 'source: npz'")
     hard = get_bool(d, "hard", dwhat, False)
     if hard and source != "digits":
         raise err(f"'hard' makes a harder variant of the bundled digits; it does not apply to source '{source}'",
@@ -72,6 +73,9 @@ def parse_evaluator(raw: YMap, p: Path, sparams: Mapping[str, Any], names: set[s
     check_keys(ev, EVAL_KEYS, what)
     task = get_string(ev, "task", what, None, TASKS)
     data = parse_data(get_mapping(ev, "data", what), p, "evaluator 'data'") if "data" in ev else DataConfig()
+    if data.source == "glyphs" and task == "depth":
+        raise err("the glyphs are a classification task; the depth task needs live/spoof data",
+                  get_mapping(ev, "data", what).loc_of("source"), "use 'source: digits', 'folder' or 'npz'")
     proxy = tuple(parse_params(raw, "proxy", "evaluator 'proxy'", sparams, names, get_mapping(ev, "proxy", what)))
     train = None
     if "train" in ev and ev["train"] is not False:

@@ -1,0 +1,108 @@
+"""The generated glyphs (``data: {source: glyphs}``): deterministic, drawn at the model's size, parsed, refused for depth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from archc.diagnostics import SearchSpaceError
+from archc.search import data as pdata
+from archc.search import load_data
+from archc.search.glyphs import CLASSES, prototypes, render_glyphs
+from archc.search.space import DataConfig, load_space
+
+from .conftest import write_space
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _glyphs(train: int, val: int, seed: int = 0, shape: tuple[int, int, int] = (1, 32, 32)) -> pdata.ProxyData:
+    return load_data(DataConfig("glyphs", None, train, val, 0.2, seed), "classification", shape)
+
+
+def test_glyphs_are_deterministic_distinct_and_sized_by_the_config() -> None:
+    pdata._CACHE.clear()
+    d = _glyphs(600, 200)
+    assert d.x_train.shape == (600, 1, 32, 32) and d.x_val.shape == (200, 1, 32, 32) and d.classes == CLASSES
+    assert set(d.y_train.tolist()) == set(range(CLASSES)) and set(d.y_val.tolist()) == set(range(CLASSES))
+    pdata._CACHE.clear()
+    again = _glyphs(600, 200)
+    assert torch.equal(again.x_train, d.x_train) and torch.equal(again.y_val, d.y_val)
+    assert not torch.equal(_glyphs(600, 200, seed=1).x_train, d.x_train)
+    # no sample repeats another, and validation is not a copy of training
+    flat_t, flat_v = d.x_train.flatten(1), d.x_val.flatten(1)
+    dist = torch.cdist(flat_t, flat_t) + torch.eye(len(flat_t)) * 1e9
+    assert dist.min() > 1.0 and torch.cdist(flat_v, flat_t).min() > 1.0
+
+
+def test_glyphs_are_drawn_at_the_model_resolution() -> None:
+    # the same figures at two sizes (the random draws do not depend on the size): the larger one pooled
+    # down matches the smaller one up to the pixel noise, and it is not an upsampled copy of it
+    small, _ = render_glyphs(64, (16, 16), 3)
+    big, _ = render_glyphs(64, (32, 32), 3)
+    pooled = F.avg_pool2d(big, 2)
+    corr = torch.corrcoef(torch.stack([pooled.flatten(), small.flatten()]))[0, 1]
+    assert corr > 0.6, corr
+    up = F.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False)
+    assert (big - up).abs().mean() > 0.1
+    d = _glyphs(40, 20, shape=(3, 48, 48))
+    assert d.x_train.shape == (40, 3, 48, 48)
+
+
+def test_glyph_classes_carry_signal_that_template_matching_does_not_solve() -> None:
+    d = _glyphs(2000, 1000)
+    a, b = d.x_train.flatten(1), d.x_val.flatten(1)
+    means = torch.stack([a[d.y_train == c].mean(0) for c in range(CLASSES)])
+    acc = float((torch.cdist(b, means).argmin(1) == d.y_val).float().mean())
+    assert 0.15 < acc < 0.6, acc  # well above chance (0.1), far from solved
+    protos = prototypes()
+    assert protos.shape == (CLASSES, 3, 3, 2) and abs(protos).max() <= 0.8
+
+
+SPACE = """\
+archc: 1
+name: s
+base: {base}
+choices:
+  width: {{type: categorical, values: [4, 8]}}
+objectives:
+  val_loss: minimize
+evaluator:
+  task: {task}
+  data: {data}
+  train: {{epochs: 1}}
+study:
+  sampler: {{name: random, seed: 0}}
+  trials: 2
+"""
+
+
+def test_space_file_parses_glyphs(tmp_path: Path) -> None:
+    space = load_space(write_space(tmp_path, SPACE, task="classification", data="{source: glyphs, train: 64, val: 32}"))
+    assert space.evaluator.data.source == "glyphs" and space.evaluator.data.train == 64
+
+
+@pytest.mark.parametrize(("task", "data", "match", "line"), [
+    ("depth", "{source: glyphs}", "the glyphs are a classification task", 10),
+    ("classification", "{source: glyphs, path: x}", "the glyphs are generated: 'path' does not apply", 10),
+    ("classification", "{source: glyphs, hard: true}", "'hard' makes a harder variant of the bundled digits", 10),
+])
+def test_glyph_errors_are_positioned(tmp_path: Path, task: str, data: str, match: str, line: int) -> None:
+    p = write_space(tmp_path, SPACE, task=task, data=data)
+    with pytest.raises(SearchSpaceError, match=match) as info:
+        load_space(p)
+    msg = info.value.format() if hasattr(info.value, "format") else str(info.value)
+    assert f"{p.name}:{line}:" in msg or f"{p}:{line}:" in msg, msg
+
+
+def test_schema_accepts_glyphs() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "docs" / "search_space.schema.json").read_text(encoding="utf-8"))
+    data_schema = schema["$defs"]["evaluator"]["properties"]["data"]
+    assert not list(jsonschema.Draft202012Validator(data_schema).iter_errors({"source": "glyphs", "train": 100}))
