@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     q = p.add_argument_group("int8 quantization (docs/quantization.md)")
     q.add_argument("--quantize", choices=["int8"], help="post-training int8 after the deploy pipeline (targets onnx, pytorch); "
                                                       "writes OUT and its error report OUT.quant.json")
-    q.add_argument("--calib", metavar="DATA", help="calibration data: digits (bundled), a .npz file or an image folder")
+    q.add_argument("--calib", metavar="DATA", help="calibration data: digits (bundled), glyphs (generated), a .npz file or an image folder")
     q.add_argument("--calib-random", action="store_true", help="calibrate on seeded random normal inputs instead (only when asked)")
     q.add_argument("--calib-batches", type=int, default=8, metavar="N", help="calibration batches of 16 inputs (default 8)")
     q.add_argument("--calib-method", choices=["minmax", "percentile", "mse"], default="minmax",
@@ -196,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "metrics.csv, model.pth (docs/train.md). Under torchrun it trains with DDP.")
     _add_spec_args(p)
     p.add_argument("--data", default="digits", metavar="SOURCE",
-                   help="digits (bundled), a .npz file (x, y [, depth]) or an image folder (one sub-folder per class, "
+                   help="digits (bundled), glyphs (generated), a .npz file (x, y [, depth]) or an image folder (one sub-folder per class, "
                         "optionally under train/ and val/; live/ and spoof/ for --task depth) (default digits)")
     p.add_argument("--task", choices=["classification", "depth"], help="default: from the spec's output (logits or maps)")
     p.add_argument("--depth", metavar="DIR", help="depth maps of the live images (a folder mirroring --data; depth task)")

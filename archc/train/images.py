@@ -104,7 +104,7 @@ def scan_image_folder(root: str | Path, task: str, *, val_fraction: float = 0.2,
     """The training and validation files of an image folder and its class names (see the module docstring)."""
     root = Path(root)
     if not root.is_dir():
-        raise TrainError(f"data folder '{root}' does not exist", hint="give digits, a .npz file or an image folder")
+        raise TrainError(f"data folder '{root}' does not exist", hint="give digits, glyphs, a .npz file or an image folder")
     given = (root / "train").is_dir() and (root / "val").is_dir()
     classes = _class_dirs(root / "train" if given else root)
     if task == "depth":

@@ -1,6 +1,6 @@
-"""Data sources by name: ``digits`` (bundled), a ``.npz`` file or an image folder.
+"""Data sources by name: ``digits`` (bundled), ``glyphs`` (generated), a ``.npz`` file or an image folder.
 
-``digits`` and ``.npz`` arrays load into memory (:class:`~archc.train.data.TensorData`) through the
+``digits``, ``glyphs`` and ``.npz`` arrays load into memory (:class:`~archc.train.data.TensorData`) through the
 search's proxy-data loader (:func:`archc.search.data.load_data`: resized to the model's input,
 standardized with the training split's statistics, a seeded split); image folders are read from disk
 by DataLoader workers (:mod:`archc.train.images`).
@@ -18,9 +18,9 @@ __all__ = ["load_source", "describe_source"]
 
 
 def describe_source(source: str) -> str:
-    """``digits``, ``npz`` or ``folder`` — the kind of a data source string (raises when it names nothing)."""
-    if source == "digits":
-        return "digits"
+    """``digits``, ``glyphs``, ``npz`` or ``folder`` — the kind of a data source string (raises when it names nothing)."""
+    if source in ("digits", "glyphs"):
+        return source
     path = Path(source)
     if path.is_dir():
         return "folder"
@@ -28,8 +28,8 @@ def describe_source(source: str) -> str:
         return "npz"
     if path.is_file():
         raise TrainError(f"data source '{source}' is a file but not a .npz archive",
-                         hint="give digits, a .npz file (arrays x, y) or an image folder")
-    raise TrainError(f"data source '{source}' does not exist", hint="give digits, a .npz file (arrays x, y) or an image folder")
+                         hint="give digits, glyphs, a .npz file (arrays x, y) or an image folder")
+    raise TrainError(f"data source '{source}' does not exist", hint="give digits, glyphs, a .npz file (arrays x, y) or an image folder")
 
 
 def load_source(source: str, task: str, input_shape: tuple[int, int, int], out_hw: tuple[int, int] | None = None, *,
@@ -50,7 +50,7 @@ def load_source(source: str, task: str, input_shape: tuple[int, int, int], out_h
     from archc.search.data import load_data
     from archc.search.space import DataConfig
 
-    cfg = DataConfig(kind, None if kind == "digits" else Path(source), val_fraction=val_fraction, seed=seed)
+    cfg = DataConfig(kind, Path(source) if kind == "npz" else None, val_fraction=val_fraction, seed=seed)
     try:
         return load_data(cfg, task, input_shape, out_hw)
     except TrainError:

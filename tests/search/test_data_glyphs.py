@@ -60,7 +60,7 @@ def test_glyph_classes_carry_signal_that_template_matching_does_not_solve() -> N
     a, b = d.x_train.flatten(1), d.x_val.flatten(1)
     means = torch.stack([a[d.y_train == c].mean(0) for c in range(CLASSES)])
     acc = float((torch.cdist(b, means).argmin(1) == d.y_val).float().mean())
-    assert 0.15 < acc < 0.6, acc  # well above chance (0.1), far from solved
+    assert 0.4 < acc < 0.75, acc  # well above chance (0.1), far from what a trained network reaches (0.82-0.89)
     protos = prototypes()
     assert protos.shape == (CLASSES, 3, 3, 2) and abs(protos).max() <= 0.8
 
@@ -106,3 +106,14 @@ def test_schema_accepts_glyphs() -> None:
     schema = json.loads((ROOT / "docs" / "search_space.schema.json").read_text(encoding="utf-8"))
     data_schema = schema["$defs"]["evaluator"]["properties"]["data"]
     assert not list(jsonschema.Draft202012Validator(data_schema).iter_errors({"source": "glyphs", "train": 100}))
+
+
+def test_the_trainer_takes_glyphs_by_name() -> None:
+    from archc.train.errors import TrainError
+    from archc.train.sources import describe_source, load_source
+
+    assert describe_source("glyphs") == "glyphs"
+    d = load_source("glyphs", "classification", (3, 16, 16), seed=2)
+    assert d.sizes == (pdata.GLYPHS_TRAIN, pdata.GLYPHS_VAL) and d.x_train.shape[1:] == (3, 16, 16)
+    with pytest.raises(TrainError, match="the glyphs are a classification task"):
+        load_source("glyphs", "depth", (3, 16, 16), (4, 4))
