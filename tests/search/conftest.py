@@ -77,3 +77,14 @@ class CountingEvaluator:
         if self.fn is not None:
             return self.fn(model, ctx, len(self.calls))
         return {"val_acc": 1.0 / (1 + n), "val_loss": float(n), "train_loss": float(n)}
+
+
+def assert_load_error_at(path: Path, line: int, match: str) -> None:
+    """Loading the space file ``path`` fails with ``match``, and the message points at ``path:line``."""
+    from archc.diagnostics import SearchSpaceError
+    from archc.search.space import load_space
+
+    with pytest.raises(SearchSpaceError, match=match) as info:
+        load_space(path)
+    msg = info.value.format() if hasattr(info.value, "format") else str(info.value)
+    assert f"{path.name}:{line}:" in msg or f"{path}:{line}:" in msg, msg

@@ -9,13 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from archc.diagnostics import SearchSpaceError
 from archc.search import data as pdata
 from archc.search import load_data
 from archc.search.glyphs import CLASSES, prototypes, render_glyphs
 from archc.search.space import DataConfig, load_space
 
-from .conftest import write_space
+from .conftest import assert_load_error_at, write_space
 
 torch.set_num_threads(1)
 
@@ -94,11 +93,7 @@ def test_space_file_parses_glyphs(tmp_path: Path) -> None:
     ("classification", "{source: glyphs, hard: true}", "'hard' makes a harder variant of the bundled digits", 10),
 ])
 def test_glyph_errors_are_positioned(tmp_path: Path, task: str, data: str, match: str, line: int) -> None:
-    p = write_space(tmp_path, SPACE, task=task, data=data)
-    with pytest.raises(SearchSpaceError, match=match) as info:
-        load_space(p)
-    msg = info.value.format() if hasattr(info.value, "format") else str(info.value)
-    assert f"{p.name}:{line}:" in msg or f"{p}:{line}:" in msg, msg
+    assert_load_error_at(write_space(tmp_path, SPACE, task=task, data=data), line, match)
 
 
 def test_schema_accepts_glyphs() -> None:

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from archc.diagnostics import SearchSpaceError
 from archc.search import data as pdata
 from archc.search import load_data
 from archc.search.space import DataConfig, load_space
 
-from .conftest import write_space
+from .conftest import assert_load_error_at, write_space
 
 pytest.importorskip("sklearn")
 torch.set_num_threads(1)
@@ -127,11 +126,7 @@ def test_space_file_parses_hard(tmp_path: Path) -> None:
     ("{source: digits, hard: yes please}", "'hard' in evaluator 'data' must be true or false"),
 ])
 def test_hard_errors_are_positioned(tmp_path: Path, data: str, match: str) -> None:
-    p = write_space(tmp_path, HARD_SPACE, data=data)
-    with pytest.raises(SearchSpaceError, match=match) as info:
-        load_space(p)
-    msg = info.value.format() if hasattr(info.value, "format") else str(info.value)
-    assert f"{p.name}:10:" in msg or f"{p}:10:" in msg, msg
+    assert_load_error_at(write_space(tmp_path, HARD_SPACE, data=data), 10, match)
 
 
 def test_schema_accepts_hard_and_rejects_a_string() -> None:
