@@ -88,3 +88,22 @@ def assert_load_error_at(path: Path, line: int, match: str) -> None:
         load_space(path)
     msg = info.value.format() if hasattr(info.value, "format") else str(info.value)
     assert f"{path.name}:{line}:" in msg or f"{path}:{line}:" in msg, msg
+
+
+#: a one-choice space whose evaluator takes ``{task}`` and ``{data}`` (the data tests fill them in)
+DATA_SPACE = """\
+archc: 1
+name: s
+base: {base}
+choices:
+  width: {{type: categorical, values: [4, 8]}}
+objectives:
+  val_loss: minimize
+evaluator:
+  task: {task}
+  data: {data}
+  train: {{epochs: 1}}
+study:
+  sampler: {{name: random, seed: 0}}
+  trials: 2
+"""

@@ -14,7 +14,7 @@ from archc.search import load_data
 from archc.search.glyphs import CLASSES, prototypes, render_glyphs
 from archc.search.space import DataConfig, load_space
 
-from .conftest import assert_load_error_at, write_space
+from .conftest import DATA_SPACE, assert_load_error_at, write_space
 
 torch.set_num_threads(1)
 
@@ -64,26 +64,8 @@ def test_glyph_classes_carry_signal_that_template_matching_does_not_solve() -> N
     assert protos.shape == (CLASSES, 3, 3, 2) and abs(protos).max() <= 0.8
 
 
-SPACE = """\
-archc: 1
-name: s
-base: {base}
-choices:
-  width: {{type: categorical, values: [4, 8]}}
-objectives:
-  val_loss: minimize
-evaluator:
-  task: {task}
-  data: {data}
-  train: {{epochs: 1}}
-study:
-  sampler: {{name: random, seed: 0}}
-  trials: 2
-"""
-
-
 def test_space_file_parses_glyphs(tmp_path: Path) -> None:
-    space = load_space(write_space(tmp_path, SPACE, task="classification", data="{source: glyphs, train: 64, val: 32}"))
+    space = load_space(write_space(tmp_path, DATA_SPACE, task="classification", data="{source: glyphs, train: 64, val: 32}"))
     assert space.evaluator.data.source == "glyphs" and space.evaluator.data.train == 64
 
 
@@ -93,7 +75,7 @@ def test_space_file_parses_glyphs(tmp_path: Path) -> None:
     ("classification", "{source: glyphs, hard: true}", "'hard' makes a harder variant of the bundled digits", 10),
 ])
 def test_glyph_errors_are_positioned(tmp_path: Path, task: str, data: str, match: str, line: int) -> None:
-    assert_load_error_at(write_space(tmp_path, SPACE, task=task, data=data), line, match)
+    assert_load_error_at(write_space(tmp_path, DATA_SPACE, task=task, data=data), line, match)
 
 
 def test_schema_accepts_glyphs() -> None:

@@ -13,7 +13,7 @@ from archc.search import data as pdata
 from archc.search import load_data
 from archc.search.space import DataConfig, load_space
 
-from .conftest import assert_load_error_at, write_space
+from .conftest import DATA_SPACE, assert_load_error_at, write_space
 
 pytest.importorskip("sklearn")
 torch.set_num_threads(1)
@@ -96,28 +96,10 @@ def test_hard_digits_for_the_depth_task() -> None:
     assert float(d.y_train[live].amax(dim=(1, 2)).min()) == pytest.approx(1.0)
 
 
-HARD_SPACE = """\
-archc: 1
-name: s
-base: {base}
-choices:
-  width: {{type: categorical, values: [4, 8]}}
-objectives:
-  val_loss: minimize
-evaluator:
-  task: classification
-  data: {data}
-  train: {{epochs: 1}}
-study:
-  sampler: {{name: random, seed: 0}}
-  trials: 2
-"""
-
-
 def test_space_file_parses_hard(tmp_path: Path) -> None:
-    space = load_space(write_space(tmp_path, HARD_SPACE, data="{source: digits, hard: true, train: 64, val: 32}"))
+    space = load_space(write_space(tmp_path, DATA_SPACE, task="classification", data="{source: digits, hard: true, train: 64, val: 32}"))
     assert space.evaluator.data.hard and space.evaluator.data.train == 64
-    plain = load_space(write_space(tmp_path, HARD_SPACE, name="p.yaml", data="{source: digits}"))
+    plain = load_space(write_space(tmp_path, DATA_SPACE, task="classification", name="p.yaml", data="{source: digits}"))
     assert not plain.evaluator.data.hard
 
 
@@ -126,7 +108,7 @@ def test_space_file_parses_hard(tmp_path: Path) -> None:
     ("{source: digits, hard: yes please}", "'hard' in evaluator 'data' must be true or false"),
 ])
 def test_hard_errors_are_positioned(tmp_path: Path, data: str, match: str) -> None:
-    assert_load_error_at(write_space(tmp_path, HARD_SPACE, data=data), 10, match)
+    assert_load_error_at(write_space(tmp_path, DATA_SPACE, task="classification", data=data), 10, match)
 
 
 def test_schema_accepts_hard_and_rejects_a_string() -> None:
