@@ -128,6 +128,17 @@ def _hard_split(images: np.ndarray, labels: np.ndarray, cfg: DataConfig) -> tupl
     return torch.cat([xt, xv]), np.concatenate([yt, yv]), (np.arange(n_train), np.arange(n_train, n_train + n_val))
 
 
+def _glyph_split(cfg: DataConfig, hw: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The glyphs at ``hw``: ``train`` then ``val`` samples from separate seeded streams, and the two index ranges."""
+    n_train = cfg.train if cfg.train is not None else GLYPHS_TRAIN
+    n_val = cfg.val if cfg.val is not None else GLYPHS_VAL
+    # distinct streams for the two splits, so that the validation set does not change with 'train';
+    # drawn at the model's size, so the loader's resize is a no-op
+    xt, yt = render_glyphs(n_train, hw, cfg.seed * 2 + 1)
+    xv, yv = render_glyphs(n_val, hw, cfg.seed * 2 + 2)
+    return torch.cat([xt, xv]), np.concatenate([yt, yv]), (np.arange(n_train), np.arange(n_train, n_train + n_val))
+
+
 def _read_image(path: Path) -> np.ndarray:
     if path.suffix == ".npy":
         return np.load(path, allow_pickle=False).astype(np.float32)
@@ -236,13 +247,7 @@ def load_data(cfg: DataConfig, task: str, input_shape: tuple[int, int, int], out
         if task != "classification":
             raise DataError(f"the glyphs are a classification task; the '{task}' task needs other data",
                             hint="use 'source: digits' (its depth variant), 'folder' or 'npz'")
-        n_train = cfg.train if cfg.train is not None else GLYPHS_TRAIN
-        n_val = cfg.val if cfg.val is not None else GLYPHS_VAL
-        # distinct streams for the two splits; drawn at the model's size, so the resize below is a no-op
-        xt, yt = render_glyphs(n_train, (h, w), cfg.seed * 2 + 1)
-        xv, yv = render_glyphs(n_val, (h, w), cfg.seed * 2 + 2)
-        x_all, labels = torch.cat([xt, xv]), np.concatenate([yt, yv])
-        splits = (np.arange(n_train), np.arange(n_train, n_train + n_val))
+        x_all, labels, splits = _glyph_split(cfg, (h, w))
         classes = GLYPH_CLASSES
         desc = f"glyphs ({GLYPH_CLASSES} stroke figures among clutter, drawn at {h}×{w})"
     elif cfg.source == "folder":
