@@ -29,7 +29,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -280,6 +280,12 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def _config_record(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as JSON-ready fields (paths as text, without its source position)."""
+    return {f.name: (str(v) if isinstance(v, Path) else v)
+            for f in fields(cfg) if f.name != "loc" for v in [getattr(cfg, f.name)]}
+
+
 def _nan_to_none(v: float) -> float | None:
     return float(v) if _finite(v) else None
 
@@ -445,7 +451,8 @@ def _report(space: SearchSpace, cands: list[Candidate], recs: dict[str, dict[tup
         "space": space.path, "name": space.name, "task": task, "metric": metric, "default_metric": default_metric,
         "direction": next((o.direction for o in space.objectives if o.metric == metric), None),
         "k": k, "architectures": n, "seeds": len(seeds), "sampler_seed": seed,
-        "epochs": budgets, "data": repr(space.evaluator.data), "target_tau": TARGET_TAU,
+        "epochs": budgets, "data": _config_record(space.evaluator.data), "train": _config_record(space.evaluator.train),
+        "target_tau": TARGET_TAU,
         "budgets": {key: main.get(key) for key in ("kendall_tau", "spearman_rho", "kendall_tau_interval", "spearman_rho_interval")}
         if main.get("defined") else {"kendall_tau": None, "spearman_rho": None, "kendall_tau_interval": [None, None],
                                      "spearman_rho_interval": [None, None]},

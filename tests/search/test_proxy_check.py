@@ -96,6 +96,10 @@ def test_real_training_report_and_resume(tmp_path: Path) -> None:
     runs = [json.loads(line) for line in (out / RUNS_FILE).read_text().splitlines()]
     assert len(runs) == 4 * 2 * 2 and {r["epochs"] for r in runs} == {1, 3} and {r["seed"] for r in runs} == {0, 1}
     assert report["architectures"] == 4 and report["seeds"] == 2 and report["epochs"] == {"search": 1, "long": 3}
+    # the report names its data and training settings as fields, so that the check can be rerun from it
+    evaluator = load_space(space).evaluator
+    assert report["data"]["source"] == evaluator.data.source and "loc" not in report["data"]
+    assert report["train"]["batch_size"] == evaluator.train.batch_size
     # τ and ρ recomputed from the run log: the mean over seeds of each architecture at each budget
     means = {}
     for budget, epochs in (("search", 1), ("long", 3)):
