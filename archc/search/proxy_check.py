@@ -478,6 +478,21 @@ def _iv(v: Sequence[Any] | None) -> str:
     return f"[{_f(v[0], '.2f')}, {_f(v[1], '.2f')}]" if v else "-"
 
 
+def _verdict(report: dict[str, Any]) -> str:
+    """τ against the target, read with its interval: a τ that meets the target on a few architectures can
+    still be chance, and a user deciding whether to trust a search needs to be told so."""
+    b = report["budgets"]
+    tau, lo = b["kendall_tau"], (b["kendall_tau_interval"] or [None])[0]
+    head = f"τ = {_f(tau)} (target ≥ {report['target_tau']}): the search budget"
+    if not (_finite(tau) and tau >= report["target_tau"]):
+        return f"{head} does NOT rank as the long budget does"
+    if _finite(lo) and lo > 0:
+        return f"{head} ranks as the long budget does (the 95% interval is clear of 0)"
+    return (f"{head} meets the target, but its 95% interval reaches {_f(lo, '.2f')}: on "
+            f"{report['architectures']} architectures that can be chance; confirm it on other architectures "
+            f"(--seed N) or more of them (--check-proxy K)")
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The check as a text table: rank agreement per trained metric, seed noise, size correlation."""
     e = report["epochs"]
@@ -503,10 +518,7 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{_f(ns['seed_tau'], '.2f'):>5s}/{_f(nl['seed_tau'], '.2f'):<5s} "
                      f"{_f(ns['seed_std'], '.4f'):>10s} / {_f(ns['arch_std'], '.4f'):<9s} "
                      f"{_f(sc['search']['macs'], '+.2f'):>5s}/{_f(sc['long']['macs'], '+.2f'):<5s}")
-    tau = report["budgets"]["kendall_tau"]
-    verdict = ("ranks" if _finite(tau) and tau >= report["target_tau"] else "does NOT rank")
-    lines += ["", f"* ranking metric; τ = {_f(tau)} (target ≥ {report['target_tau']}): the search budget {verdict} "
-                  f"as the long budget does"]
+    lines += ["", f"* ranking metric; {_verdict(report)}"]
     if report["failed_trainings"]:
         lines.append(f"{len(report['failed_trainings'])} training(s) failed: {report['failed_trainings'][0]}")
     return "\n".join(lines)

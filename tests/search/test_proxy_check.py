@@ -12,7 +12,14 @@ import torch
 from archc.cli import main
 from archc.search.data import ProxyData
 from archc.search.evaluate import ProxyEvaluator, acer_threshold, validate
-from archc.search.proxy_check import RESULT_FILE, RUNS_FILE, ProxyCheckError, check_proxy, sample_architectures
+from archc.search.proxy_check import (
+    RESULT_FILE,
+    RUNS_FILE,
+    ProxyCheckError,
+    check_proxy,
+    format_table,
+    sample_architectures,
+)
 from archc.search.ranking import kendall_tau, spearman_rho
 from archc.search.space import load_space
 
@@ -202,3 +209,16 @@ def test_shrunk_maps_still_separate_live_from_spoof() -> None:
     for scale in (1.0, 0.05):
         m = validate(_Scaled(lookup, scale), data)
         assert m["val_acc"] == 1.0 and m["val_acer"] == 0.0 and m["val_auc"] == 1.0
+
+
+@pytest.mark.parametrize(("tau", "interval", "verdict"), [
+    (0.79, [0.36, 1.0], "ranks as the long budget does (the 95% interval is clear of 0)"),
+    (0.5, [-0.25, 1.0], "meets the target, but its 95% interval reaches -0.25: on 8 architectures that can be chance"),
+    (0.21, [-0.6, 0.83], "does NOT rank as the long budget does"),
+    (float("nan"), [float("nan"), float("nan")], "does NOT rank as the long budget does"),
+])
+def test_verdict_reads_the_interval(tau: float, interval: list[float], verdict: str) -> None:
+    report = {"name": "s", "architectures": 8, "seeds": 2, "epochs": {"search": 2, "long": 20}, "metric": "val_acc",
+              "seconds_per_search_trial": 1.0, "metrics": {}, "target_tau": 0.5, "failed_trainings": [],
+              "budgets": {"kendall_tau": tau, "kendall_tau_interval": interval}}
+    assert verdict in format_table(report).splitlines()[-1]
