@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -222,6 +223,16 @@ def _worker_training(space_path: str, cand: Candidate, epochs: int, seed: int, t
     return _training(builder, space, cand, epochs, seed, threads)
 
 
+def _pool_worker_init(parent: int) -> None:  # pragma: no cover - runs in the worker process
+    """A check's training process ends with the check: killed or crashed, the check leaves no orphan
+    training on for the tens of minutes a long budget takes."""
+    from archc.search.workers import die_with_parent
+
+    die_with_parent()
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _run_all(jobs: list[tuple[str, Candidate, int, int]], builder: Any, space: SearchSpace, threads: int | None,
              runs: _RunLog, say: Callable[[str], None], workers: int) -> dict[str, dict[tuple[int, int], dict[str, Any]]]:
     """Every (budget, candidate, epochs, seed) training, reusing the run log; ``workers`` at a time."""
@@ -257,13 +268,18 @@ def _run_all(jobs: list[tuple[str, Candidate, int, int]], builder: Any, space: S
     import multiprocessing
 
     # spawn: a forked child would inherit the parent's torch thread pools; each worker loads the space once
-    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"))
+    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_pool_worker_init, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_worker_training, str(space.path), job[1], job[2], job[3], threads): job for job in todo}
         for fut in cf.as_completed(futures):
             finish(futures[fut], fut.result())
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # finished trainings are in the run log: a rerun resumes
+        # finished trainings are in the run log (a rerun resumes); the running ones are stopped, not left to
+        # finish: the executor would otherwise hold the exit until each had run its full budget
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
     return recs

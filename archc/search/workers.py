@@ -75,7 +75,9 @@ def visible_gpus() -> list[str]:
         return []
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Ask Linux to send this process SIGTERM when its parent dies (elsewhere a no-op: the parent's own
+    handlers stop its children there)."""
     try:
         import ctypes
 
@@ -113,7 +115,7 @@ class WorkerPool:
             if len(self.gpus) > 1:
                 env["CUDA_VISIBLE_DEVICES"] = self.gpus[i % len(self.gpus)]
             cmd = [*self.argv, "--worker-index", str(i), "--threads", str(self.threads)]
-            self.procs.append(subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent))  # noqa: S603,PLW1509
+            self.procs.append(subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent))  # noqa: S603,PLW1509
         gpu = f", GPU {', '.join(self.gpus[i % len(self.gpus)] for i in range(self.n))}" if len(self.gpus) > 1 else ""
         self.say(f"started {self.n} workers (pids {', '.join(str(p.pid) for p in self.procs)}), "
                  f"{self.threads} thread(s) each{gpu}")

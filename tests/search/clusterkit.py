@@ -150,3 +150,17 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def child_pids(pid: int, contains: str = "") -> list[int]:
+    """The live children of ``pid`` (Linux ``/proc``) whose command line contains ``contains``."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split(")")[-1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and contains in cmd:
+            kids.append(int(stat.parent.name))
+    return kids

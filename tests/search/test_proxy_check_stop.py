@@ -1,0 +1,66 @@
+"""A proxy check that is stopped leaves no training behind: killed (SIGTERM), its training processes die
+with it; interrupted (SIGINT to the check alone), it stops them and exits at once instead of waiting for
+each to finish a budget that can take tens of minutes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from .clusterkit import archc, child_pids, pid_alive, wait_for
+from .conftest import write_space
+
+#: trainings that would run for hours: the check is always stopped in the middle of them
+ENDLESS_CHECK = """\
+archc: 1
+name: endless_check
+base: {base}
+choices:
+  width: {{type: int, low: 4, high: 16, step: 4}}
+  depth: {{type: int, low: 1, high: 2}}
+objectives:
+  val_loss: minimize
+evaluator:
+  task: classification
+  data: {{source: npz, path: data.npz, val: 32}}
+  train: {{epochs: 100000, batch_size: 32, lr: 0.01}}
+study:
+  sampler: {{name: random, seed: 0}}
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["killed", "interrupted"])
+def test_a_stopped_check_leaves_no_training_running(tmp_path: Path, sig: signal.Signals) -> None:
+    space = write_space(tmp_path, ENDLESS_CHECK)
+    proc = archc(str(space), "--check-proxy", "3", "--workers", "2", "--out", str(tmp_path / "run"), "--no-progress")
+    workers: list[int] = []
+    try:
+        workers = wait_for(lambda: (lambda k: k if len(k) == 2 else None)(child_pids(proc.pid, "spawn_main")),
+                           120, "two training processes")
+        wait_for(lambda: _training(workers), 120, "the trainings to start")
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        wait_for(lambda: not any(pid_alive(w) for w in workers), 30, "the training processes to end")
+    finally:
+        for pid in [proc.pid, *workers]:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate()
+
+
+def _training(pids: list[int]) -> bool:
+    """Every process has used 6 s of CPU: past its start-up (about 3 s), inside a training."""
+    ticks = []
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
+        except OSError:
+            return False
+        ticks.append(int(fields[11]) + int(fields[12]))  # utime + stime, in clock ticks
+    return all(t > 6 * os.sysconf("SC_CLK_TCK") for t in ticks)
