@@ -12,25 +12,11 @@ from pathlib import Path
 import pytest
 
 from .clusterkit import archc, child_pids, pid_alive, wait_for
-from .conftest import write_space
+from .conftest import BASE_SPACE, write_space
 
-#: trainings that would run for hours: the check is always stopped in the middle of them
-ENDLESS_CHECK = """\
-archc: 1
-name: endless_check
-base: {base}
-choices:
-  width: {{type: int, low: 4, high: 16, step: 4}}
-  depth: {{type: int, low: 1, high: 2}}
-objectives:
-  val_loss: minimize
-evaluator:
-  task: classification
-  data: {{source: npz, path: data.npz, val: 32}}
-  train: {{epochs: 100000, batch_size: 32, lr: 0.01}}
-study:
-  sampler: {{name: random, seed: 0}}
-"""
+#: the shared tiny space with trainings that would run for hours: the check is always stopped inside them
+ENDLESS_CHECK = BASE_SPACE.replace("epochs: 1,", "epochs: 100000,")
+assert ENDLESS_CHECK != BASE_SPACE
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
