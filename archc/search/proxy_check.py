@@ -27,7 +27,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -270,6 +272,7 @@ def _run_all(jobs: list[tuple[str, Candidate, int, int]], builder: Any, space: S
     # spawn: a forked child would inherit the parent's torch thread pools; each worker loads the space once
     pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
                                   initializer=_pool_worker_init, initargs=(os.getpid(),))
+    restore = _terminate_as_interrupt()
     try:
         futures = {pool.submit(_worker_training, str(space.path), job[1], job[2], job[3], threads): job for job in todo}
         for fut in cf.as_completed(futures):
@@ -281,8 +284,23 @@ def _run_all(jobs: list[tuple[str, Candidate, int, int]], builder: Any, space: S
             proc.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        restore()
     pool.shutdown()
     return recs
+
+
+def _terminate_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM (a scheduler or ``kill``) stop the check as Ctrl-C does: its trainings are stopped and it
+    exits with one line, instead of dying mid-write with the worker pool's resources left to the OS."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    prev = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, prev)
 
 
 def _fmt_metrics(ms: dict[str, float]) -> str:

@@ -30,8 +30,8 @@ def test_a_stopped_check_leaves_no_training_running(tmp_path: Path, sig: signal.
                            120, "two training processes")
         wait_for(lambda: _training(workers), 120, "the trainings to start")
         proc.send_signal(sig)
-        proc.communicate(timeout=60)
-        assert proc.returncode != 0
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and err.strip() == "archc: interrupted", err
         wait_for(lambda: not any(pid_alive(w) for w in workers), 30, "the training processes to end")
     finally:
         for pid in [proc.pid, *workers]:
