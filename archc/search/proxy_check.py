@@ -32,7 +32,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from typing import Any
 from archc.diagnostics import ArchcError, SpecError
 from archc.search.ranking import bootstrap_interval, kendall_tau, spearman_rho
 from archc.search.space import LATENCY_METRIC, TRAIN_METRICS, SearchSpace, load_space
+from archc.search.workers import die_with_parent
 
 __all__ = ["check_proxy", "ProxyCheckError", "ProxyCheckResult", "Candidate", "sample_architectures",
            "format_table", "RESULT_FILE", "RUNS_FILE", "LONG_FACTOR"]
@@ -228,8 +229,6 @@ def _worker_training(space_path: str, cand: Candidate, epochs: int, seed: int, t
 def _pool_worker_init(parent: int) -> None:  # pragma: no cover - runs in the worker process
     """A check's training process ends with the check: killed or crashed, the check leaves no orphan
     training on for the tens of minutes a long budget takes."""
-    from archc.search.workers import die_with_parent
-
     die_with_parent()
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
@@ -316,8 +315,7 @@ def _finite(v: Any) -> bool:
 
 def _config_record(cfg: Any) -> dict[str, Any]:
     """A config dataclass as JSON-ready fields (paths as text, without its source position)."""
-    return {f.name: (str(v) if isinstance(v, Path) else v)
-            for f in fields(cfg) if f.name != "loc" for v in [getattr(cfg, f.name)]}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "loc"}
 
 
 def _nan_to_none(v: float) -> float | None:

@@ -26,8 +26,8 @@ def test_a_stopped_check_leaves_no_training_running(tmp_path: Path, sig: signal.
     proc = archc(str(space), "--check-proxy", "3", "--workers", "2", "--out", str(tmp_path / "run"), "--no-progress")
     workers: list[int] = []
     try:
-        workers = wait_for(lambda: (lambda k: k if len(k) == 2 else None)(child_pids(proc.pid, "spawn_main")),
-                           120, "two training processes")
+        wait_for(lambda: len(child_pids(proc.pid, "spawn_main")) == 2, 120, "two training processes")
+        workers = child_pids(proc.pid, "spawn_main")
         wait_for(lambda: _training(workers), 120, "the trainings to start")
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
