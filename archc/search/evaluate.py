@@ -246,6 +246,20 @@ class ProxyEvaluator:
         out_hw = tuple(output_shape[-2:]) if task == "depth" else None
         return load_data(self.config.data, task, tuple(input_shape[1:]), out_hw)  # type: ignore[arg-type]
 
+    def prepare(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> None:
+        """Load (and cache) the proxy data now, under the thread count :meth:`evaluate` uses.
+
+        Generated pools take minutes to draw at larger inputs; a caller that times trainings prepares
+        first so that the one-time cost is not counted against the first training. The thread count
+        matters: reductions over the pool (its mean and std) are only bit-identical at one count.
+        """
+        prev = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            self.data(input_shape, output_shape)
+        finally:
+            torch.set_num_threads(prev)
+
     def evaluate(self, model: nn.Module, ctx: TrialContext) -> dict[str, float]:
         """Metrics of ``model`` (untrained, freshly initialized) for the trial ``ctx``."""
         cfg = self.config

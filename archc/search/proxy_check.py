@@ -200,9 +200,11 @@ def _training(builder: Any, space: SearchSpace, cand: Candidate, epochs: int, se
     model = builder.module(pg, source)
     in_shape = tuple(next(iter(pg.inputs.values())).concrete(1))
     out_shape = tuple(pg.output_types[0].concrete(1))
+    evaluator = ProxyEvaluator(cfg, threads)
+    evaluator.prepare(in_shape, out_shape)  # drawing the data once per process is not part of a training's time
     t0 = time.perf_counter()
     try:
-        metrics = ProxyEvaluator(cfg, threads).evaluate(model, TrialContext(cand.index, in_shape, out_shape))
+        metrics = evaluator.evaluate(model, TrialContext(cand.index, in_shape, out_shape))
         status = "ok"
     except NonFiniteError as exc:  # a diverging architecture is a result (it ranks last), not a crash
         metrics, status = {}, f"non-finite: {exc}"

@@ -122,6 +122,29 @@ def test_real_training_report_and_resume(tmp_path: Path) -> None:
     assert again.report["metrics"] == res.report["metrics"]
 
 
+def test_drawing_the_data_is_not_timed_as_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a fake clock that the (first, uncached) data load advances by 1,000 s: a training's recorded seconds
+    # must not include it, or the first training of every process reads as minutes long
+    import archc.search.evaluate as evaluate_mod
+    import archc.search.proxy_check as pc
+
+    clock = {"now": 0.0, "loads": 0}
+    real_load = evaluate_mod.load_data
+
+    def slow_first_load(*args: Any, **kwargs: Any) -> ProxyData:
+        clock["loads"] += 1
+        if clock["loads"] == 1:
+            clock["now"] += 1000.0
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_mod, "load_data", slow_first_load)
+    monkeypatch.setattr(pc.time, "perf_counter", lambda: clock["now"])
+    check_proxy(_space(tmp_path), 3, long_epochs=2, out=tmp_path / "run", resamples=50)
+    runs = [json.loads(line) for line in (tmp_path / "run" / RUNS_FILE).read_text().splitlines()]
+    assert clock["loads"] >= 2 and len(runs) == 12
+    assert all(r["seconds"] < 1000.0 for r in runs)
+
+
 def test_workers_train_in_parallel_with_the_same_results(tmp_path: Path) -> None:
     """Two worker processes give the trainings (and so the statistics) one process gives, logged once each."""
     space = _space(tmp_path)
