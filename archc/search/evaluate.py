@@ -253,19 +253,23 @@ class ProxyEvaluator:
         first so that the one-time cost is not counted against the first training. The thread count
         matters: reductions over the pool (its mean and std) are only bit-identical at one count.
         """
+        with self._threads():
+            self.data(input_shape, output_shape)
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """torch's thread count set to the evaluator's for the block, restored after."""
         prev = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            self.data(input_shape, output_shape)
+            yield
         finally:
             torch.set_num_threads(prev)
 
     def evaluate(self, model: nn.Module, ctx: TrialContext) -> dict[str, float]:
         """Metrics of ``model`` (untrained, freshly initialized) for the trial ``ctx``."""
         cfg = self.config
-        prev = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
+        with self._threads():
             data = self.data(ctx.input_shape, ctx.output_shape)
             if data is not None:
                 check_output(data.task, ctx.output_shape, data)
@@ -278,5 +282,3 @@ class ProxyEvaluator:
                 assert data is not None
                 metrics.update(train_proxy(model, data, cfg.train, report=ctx.report, log=ctx.log))
             return metrics
-        finally:
-            torch.set_num_threads(prev)
