@@ -8,6 +8,7 @@ set), where they fail: CI must prove the cluster path on a real server.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -114,9 +115,18 @@ def env() -> dict[str, str]:
 
 
 def archc(*args: str, **kw: Any) -> subprocess.Popen[str]:
-    """``python -m archc search ...`` as a process (stdout and stderr captured as text)."""
+    """``python -m archc search ...`` as a process (stdout and stderr captured as text), with Ctrl-C at its
+    default disposition whatever the suite inherited."""
     return subprocess.Popen([sys.executable, "-m", "archc", "search", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env(), cwd=str(ROOT), **kw)
+                            stderr=subprocess.PIPE, text=True, env=env(), cwd=str(ROOT),
+                            preexec_fn=default_sigint, **kw)
+
+
+def default_sigint() -> None:
+    """Run in the child before exec: a suite started in the background inherits SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler, so a test that sends Ctrl-C would test how the suite was
+    launched instead of archc."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 from pathlib import Path
 
 import optuna
@@ -61,8 +60,7 @@ def test_sigint_on_three_workers_leaves_no_orphan_and_a_resumable_study(tmp_path
     name = unique_name("int")
     space = make_space(tmp_path, name, SLOW_SPACE, epochs=20)
     opts = ["--storage", storage, "--study", name, "--out", str(tmp_path / "run"), "--no-progress"]
-    p = subprocess.Popen([*archc_cmd(), str(space), "--workers", "3", "--trials", "4", *opts], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
+    p = archc(str(space), "--workers", "3", "--trials", "4", *opts, start_new_session=True)
     wait_for(lambda: len(_running(storage, name)) >= 2, 120, "two workers to run trials")
     os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     _, err = p.communicate(timeout=60)
@@ -168,15 +166,3 @@ def _wsgi_get(app, path: str) -> str:
     body = b"".join(chunks).decode()
     assert status and status[0].startswith("200"), (status, body[:300])
     return body
-
-
-def archc_cmd() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "archc", "search"]
-
-
-def _env() -> dict[str, str]:
-    from .clusterkit import env
-
-    return env()
