@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from archc.diagnostics import ArchcError
 from archc.search.data import ProxyData, load_data
 from archc.search.space import EvaluatorConfig, LatencyConfig, TrainConfig, ZeroCostConfig
+from archc.train.device import torch_threads
 from archc.train.errors import NonFiniteError, TrainError
 from archc.train.losses import check_output as _check_output
 from archc.train.losses import contrast_depth, depth_loss, task_loss
@@ -202,19 +203,14 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], cfg: Latency
     cfg = cfg or LatencyConfig()
     model = model.eval()
     x = torch.randn((cfg.batch, *input_shape[1:]), generator=torch.Generator().manual_seed(0))
-    prev = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
-        with torch.inference_mode():
-            for _ in range(cfg.warmup):
-                model(x)
-            times = []
-            for _ in range(cfg.runs):
-                t0 = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(prev)
+    with torch_threads(cfg.threads), torch.inference_mode():
+        for _ in range(cfg.warmup):
+            model(x)
+        times = []
+        for _ in range(cfg.runs):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
     return 1000.0 * statistics.median(times)
 
 
@@ -253,23 +249,13 @@ class ProxyEvaluator:
         first so that the one-time cost is not counted against the first training. The thread count
         matters: reductions over the pool (its mean and std) are only bit-identical at one count.
         """
-        with self._threads():
+        with torch_threads(self.threads):
             self.data(input_shape, output_shape)
-
-    @contextlib.contextmanager
-    def _threads(self) -> Iterator[None]:
-        """torch's thread count set to the evaluator's for the block, restored after."""
-        prev = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(prev)
 
     def evaluate(self, model: nn.Module, ctx: TrialContext) -> dict[str, float]:
         """Metrics of ``model`` (untrained, freshly initialized) for the trial ``ctx``."""
         cfg = self.config
-        with self._threads():
+        with torch_threads(self.threads):
             data = self.data(ctx.input_shape, ctx.output_shape)
             if data is not None:
                 check_output(data.task, ctx.output_shape, data)

@@ -1,16 +1,17 @@
-"""Device selection and the CUDA execution settings (bf16 autocast, channels-last)."""
+"""Device selection, the CUDA execution settings (bf16 autocast, channels-last) and the CPU thread count."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from archc.train.errors import TrainError
 
-__all__ = ["resolve_device", "autocast", "to_channels_last"]
+__all__ = ["resolve_device", "autocast", "to_channels_last", "torch_threads"]
 
 _HINT = "use --device cpu (or auto: CUDA when present, else the CPU)"
 
@@ -54,3 +55,18 @@ def autocast(device: torch.device, enabled: bool) -> Any:
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     """``x`` in NHWC memory order when it is a 4-D tensor (other tensors unchanged)."""
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block and restored after, also on an exception.
+
+    Trainings, latency timings and searches pin their own count: results of reductions are only
+    bit-identical at one count, and a worker per core must not start a thread pool of its own per core.
+    """
+    prev = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)

@@ -14,7 +14,7 @@ from archc.train import losses
 from archc.train.checkpoint import load_checkpoint
 from archc.train.config import TrainOptions
 from archc.train.data import TensorBatches, TensorData
-from archc.train.device import resolve_device
+from archc.train.device import resolve_device, torch_threads
 from archc.train.errors import NonFiniteError, TrainError
 from archc.train.loop import Trainer
 from archc.train.metrics import acer_threshold, validate
@@ -186,6 +186,16 @@ def test_devices() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(TrainError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+def test_thread_count_is_restored_after_the_block_and_after_an_error() -> None:
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(Stop), torch_threads(before + 1):
+        raise Stop
+    assert torch.get_num_threads() == before
 
 
 def test_bad_options_are_errors() -> None:

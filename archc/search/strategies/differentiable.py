@@ -31,6 +31,7 @@ from archc.search.runner import ModelBuilder, SearchError
 from archc.search.space import SearchSpace, load_space
 from archc.search.strategies.bilevel import BilevelOptions, EpochRecord, format_arch, train_bilevel
 from archc.search.strategies.plots import svg_alpha
+from archc.train.device import resolve_device, torch_threads
 
 __all__ = ["DifferentiableResult", "run_differentiable", "options_for"]
 
@@ -87,7 +88,6 @@ def run_differentiable(space_path: str | Path | SearchSpace, strategy: str, opts
                        log: Callable[[str], None] | None = None) -> DifferentiableResult:
     """Search ``space_path``'s cells with bi-level optimization (see :mod:`.bilevel`) and write the outputs."""
     from archc.search.supernet import build_supernet
-    from archc.train.device import resolve_device
 
     say = log or (lambda s: None)
     opts.check()
@@ -104,9 +104,7 @@ def run_differentiable(space_path: str | Path | SearchSpace, strategy: str, opts
     out_dir = Path(out) if out is not None else space.run_folder(f"_{strategy}")
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    prev = torch.get_num_threads()
-    torch.set_num_threads(threads or space.evaluator.threads or 1)
-    try:
+    with torch_threads(threads or space.evaluator.threads or 1):
         supernet = build_supernet(space, proxy=True, partial_channels=opts.partial_channels, seed=seed)
         data = _data(space, supernet)
         bs = opts.batch_size or (space.evaluator.train.batch_size if space.evaluator.train else 32)
@@ -131,8 +129,6 @@ def run_differentiable(space_path: str | Path | SearchSpace, strategy: str, opts
             say(f"{strategy}: note: the derived architecture exceeds the space's constraints ({'; '.join(over)}): "
                 "differentiable search does not see budgets")
         return res
-    finally:
-        torch.set_num_threads(prev)
 
 
 def _write(res: DifferentiableResult, supernet: Any) -> dict[str, Path]:

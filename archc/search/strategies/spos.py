@@ -46,6 +46,7 @@ from archc.search.strategies.options import options_from_mapping
 from archc.search.strategies.spos_check import format_check, oneshot_check, ranked_children, retrain_cached
 from archc.search.strategies.spos_children import ChildScorer, bn_batches, run_children
 from archc.search.strategies.spos_train import CHECKPOINT, SupernetTraining, train_supernet
+from archc.train.device import torch_threads
 
 __all__ = ["SposOptions", "SposResult", "run_spos", "OPTION_DOCS"]
 
@@ -259,19 +260,16 @@ def run_spos(space_path: str | Path | SearchSpace, options: SposOptions | None =
     out_dir = Path(out) if out is not None else space.run_folder("_spos")
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or space.evaluator.threads or 1)
     prev_level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        with warnings.catch_warnings():
+        with torch_threads(threads or space.evaluator.threads or 1), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
             # the child study asks and tells one short trial at a time; heartbeats matter to long trials only
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
             return _run(space, opts, seed, out_dir, storage, study_name, timeout, say, t_start)
     finally:
         optuna.logging.set_verbosity(prev_level)
-        torch.set_num_threads(prev_threads)
 
 
 def _run(space: SearchSpace, opts: SposOptions, seed: int, out_dir: Path, storage: str | None, study_name: str | None,
