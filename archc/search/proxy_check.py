@@ -281,14 +281,23 @@ def _run_all(jobs: list[tuple[str, Candidate, int, int]], builder: Any, space: S
     except BaseException:
         # finished trainings are in the run log (a rerun resumes); the running ones are stopped, not left to
         # finish: the executor would otherwise hold the exit until each had run its full budget
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
+        _terminate_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     finally:
         restore()
     pool.shutdown()
     return recs
+
+
+def _terminate_workers(pool: Any) -> None:
+    """SIGTERM to each of the executor's processes: Python 3.14's ``terminate_workers``, else the same
+    through the process table that executor keeps (no public handle before 3.14)."""
+    if hasattr(pool, "terminate_workers"):
+        pool.terminate_workers()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
 
 
 def _terminate_as_interrupt() -> Callable[[], None]:
