@@ -38,7 +38,10 @@ NOISE = 0.2
 _PROTOTYPE_SEED = 1797
 #: points per stroke: the Bézier curve is drawn as this many - 1 straight segments
 _POINTS = 9
-_CHUNK = 256
+#: samples are drawn in chunks of about this many distance terms (sample × stroke × segment × pixel): the
+#: temporaries then stay in the CPU's cache, which draws a pool several times faster than chunks of a fixed
+#: sample count (the chunking changes no value: every term is computed alone, and min/max reduce exactly)
+_CHUNK_TERMS = 1 << 19
 
 
 def prototypes() -> np.ndarray:
@@ -84,7 +87,8 @@ def render_glyphs(n: int, hw: tuple[int, int], seed: int) -> tuple[torch.Tensor,
     width = torch.from_numpy(rng.uniform(*WIDTH, (n, STROKES + DISTRACTORS)).astype(np.float32))
     intensity = torch.ones(n, STROKES + DISTRACTORS)
     intensity[:, STROKES:] = torch.from_numpy(rng.uniform(*DISTRACTOR_INTENSITY, (n, DISTRACTORS)).astype(np.float32))
-    x = torch.cat([_draw(strokes[i:i + _CHUNK], width[i:i + _CHUNK], intensity[i:i + _CHUNK], hw)
-                   for i in range(0, n, _CHUNK)])
+    chunk = max(1, _CHUNK_TERMS // ((STROKES + DISTRACTORS) * (_POINTS - 1) * hw[0] * hw[1]))
+    x = torch.cat([_draw(strokes[i:i + chunk], width[i:i + chunk], intensity[i:i + chunk], hw)
+                   for i in range(0, n, chunk)])
     x = x + NOISE * torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
     return x[:, None], y

@@ -25,6 +25,17 @@ def _glyphs(train: int, val: int, seed: int = 0, shape: tuple[int, int, int] = (
     return load_data(DataConfig("glyphs", None, train, val, 0.2, seed), "classification", shape)
 
 
+@pytest.mark.parametrize("hw", [(32, 32), (30, 30), (17, 23), (64, 64)])
+def test_the_drawing_chunk_changes_no_value(monkeypatch: pytest.MonkeyPatch, hw: tuple[int, int]) -> None:
+    """Chunks are sized for speed only: one sample at a time and many at once draw the same bits."""
+    import archc.search.glyphs as glyphs
+
+    ref, _ = render_glyphs(37, hw, 5)
+    for terms in (1, 1 << 16, 1 << 30):  # one sample per chunk, a few, all in one
+        monkeypatch.setattr(glyphs, "_CHUNK_TERMS", terms)
+        assert torch.equal(render_glyphs(37, hw, 5)[0], ref), terms
+
+
 def test_glyphs_are_deterministic_distinct_and_sized_by_the_config() -> None:
     pdata._CACHE.clear()
     d = _glyphs(600, 200)
