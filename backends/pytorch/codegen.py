@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,7 @@ def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info:
         main.init = parts.init_prefix + top.init
         main.forward, main.returns, main.methods, cfg = parts.forward, parts.returns, parts.methods, parts.cfg
     emitted.append(main)
+    emitted = _merge_duplicates(emitted, gen.order)
     helpers = [HELPERS[h] for h in helper_closure(gen.helpers)]
     first = next(iter(graph.inputs.values()))
     # parameters follow the floating dtype of the (first) input; float32 is nn.Module's own default
@@ -223,6 +225,35 @@ def _generate(graph: Graph, spec_label: str, model_name: str | None, block_info:
     )
     ast.parse(src)
     return src, list(gen.order)
+
+
+def _merge_duplicates(emitted: list[_Emitted], order: list[_Class]) -> list[_Emitted]:
+    """Drop each class whose text is an earlier class's but for its own name, and call the earlier one.
+
+    Instances get separate classes when their signatures differ in ways the emitted text may not show
+    (e.g. one reads a size that follows a model argument); a file with two identical classes under two
+    names reads as if they differed. Children come before parents, so one pass also merges parents that
+    become identical once their children are.
+    """
+    renamed: dict[str, str] = {}
+    kept: dict[tuple[Any, ...], str] = {}
+    out: list[_Emitted] = []
+    for cls in emitted:
+        if renamed:
+            pattern = re.compile(r"\b(" + "|".join(map(re.escape, renamed)) + r")\b")
+            for attr in ("init", "forward", "methods"):
+                setattr(cls, attr, [pattern.sub(lambda m: renamed[m.group(1)], line) for line in getattr(cls, attr)])
+        own = re.compile(rf"\b{re.escape(cls.name)}\b")
+        text = (cls.doc, tuple(cls.args), cls.returns, cls.return_type, tuple(cls.forward_args),
+                *(tuple(own.sub("<self>", line) for line in getattr(cls, a)) for a in ("init", "forward", "methods")))
+        if text in kept and cls is not emitted[-1]:  # the model class is never merged away
+            renamed[cls.name] = kept[text]
+            continue
+        kept.setdefault(text, cls.name)
+        out.append(cls)
+    for c in order:
+        c.name = renamed.get(c.name, c.name)
+    return out
 
 
 def _emit_class(name: str, doc: str, args: list[tuple[str, str]], em: _ClassEmitter, body: Graph) -> _Emitted:

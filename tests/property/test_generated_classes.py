@@ -11,6 +11,7 @@ Modules are built on the meta device, so shapes and counts cost nothing to check
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def _case(path: Path) -> list[str]:
     doc, graph = build_graph(path, CompileOptions())
     src, classes = generate_classes(graph, graph.meta["spec_label"], doc.name, block_info(doc))
     mod = module_from_source(src)
-    failures: list[str] = []
+    failures: list[str] = [f"{path.name}: class {b} is class {a} under another name" for a, b in _same_text(src)]
     checked = 0
     for cls in classes:
         if cls.block is None or cls.block not in doc.blocks:
@@ -118,6 +119,25 @@ def _case(path: Path) -> list[str]:
                 break
     assert checked or not any(c.block for c in classes if c.args), f"{path.name}: no class could be checked"
     return failures
+
+
+def _same_text(src: str) -> list[tuple[str, str]]:
+    """Pairs of generated classes whose text is the same but for their own names."""
+    seen: dict[str, str] = {}
+    pairs = []
+    for chunk in re.split(r"\n(?=class \w+\(nn\.Module\):)", src)[1:]:
+        name = re.match(r"class (\w+)", chunk).group(1)  # type: ignore[union-attr]
+        body = re.sub(rf"\b{name}\b", "<self>", chunk.split("\n\n\n")[0].rstrip())
+        if body in seen:
+            pairs.append((seen[body], name))
+        seen.setdefault(body, name)
+    return pairs
+
+
+def test_same_text_finds_a_renamed_copy() -> None:
+    one = "class ConvBn(nn.Module):\n    def forward(self, x):\n        return x\n"
+    assert _same_text("head\n" + one + "\n\n" + one.replace("ConvBn", "ConvBn2")) == [("ConvBn", "ConvBn2")]
+    assert _same_text("head\n" + one + "\n\n" + one.replace("ConvBn", "Other").replace("x", "y")) == []
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
