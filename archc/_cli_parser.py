@@ -209,6 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine", help="per-step LR schedule (default cosine)")
     p.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="validate and save a moving average of the weights (e.g. 0.999) instead of the last ones")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of a data set without a given split (default 0.2)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")

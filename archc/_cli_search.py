@@ -169,7 +169,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                         weight_decay=args.weight_decay, momentum=args.momentum, schedule=args.schedule, seed=args.seed,
-                        clip_grad=args.clip_grad, device=args.device, amp=not args.no_amp,
+                        clip_grad=args.clip_grad, ema=args.ema, device=args.device, amp=not args.no_amp,
                         channels_last=not args.no_channels_last, workers=args.workers)
     run = train_spec(args.spec, data=args.data, out=args.out, options=opts, variant=args.variant, params=list(args.param),
                      task=args.task, resume=args.resume, depth=args.depth, val_fraction=args.val_fraction,

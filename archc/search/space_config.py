@@ -32,7 +32,7 @@ CELL_KEYS = ("nodes", "ops", "edges", "output", "none", "op_table", "doc")
 EVAL_KEYS = ("task", "data", "proxy", "train", "zero_cost", "latency", "threads")
 DATA_KEYS = ("source", "path", "train", "val", "val_fraction", "seed", "hard")
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "schedule", "seed", "max_batches",
-              "device")
+              "ema", "device")
 ZERO_KEYS = ("metrics", "batch_size", "screen")
 SCREEN_KEYS = ("metric", "quantile", "after")
 LATENCY_KEYS = ("runs", "warmup", "batch", "threads", "model", "check")
@@ -97,6 +97,9 @@ class TrainConfig:
     schedule: str = "cosine"
     seed: int = 0
     max_batches: int | None = None
+    #: decay of the weights' moving average that is validated instead of the last weights (None: none);
+    #: outside the repr, which the evaluator's digest hashes (see :meth:`EvaluatorConfig.digest`)
+    ema: float | None = field(default=None, repr=False)
     #: where proxies train: auto (CUDA when present), cpu, cuda or cuda:N
     device: str = "auto"
 
@@ -152,8 +155,12 @@ class EvaluatorConfig:
 
     def digest(self) -> str:
         """A hash of everything that influences trained/screened metrics (dedup key part)."""
-        blob = json.dumps([self.task, repr(self.data), repr(self.train), repr(self.zero_cost),
-                           [(list(p), plain(v)) for p, v, _ in self.proxy]], default=str)
+        parts = [self.task, repr(self.data), repr(self.train), repr(self.zero_cost),
+                 [(list(p), plain(v)) for p, v, _ in self.proxy]]
+        # options added later enter only when set: the keys of existing studies and run logs stay valid
+        if self.train is not None and self.train.ema is not None:
+            parts.append(["ema", self.train.ema])
+        blob = json.dumps(parts, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

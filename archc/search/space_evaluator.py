@@ -92,6 +92,7 @@ def parse_evaluator(raw: YMap, p: Path, sparams: Mapping[str, Any], names: set[s
             schedule=get_string(t, "schedule", twhat, "cosine", SCHEDULES),
             seed=get_number(t, "seed", twhat, 0, integer=True, nonneg=True),
             max_batches=get_number(t, "max_batches", twhat, None, integer=True, positive=True, allow_none=True),
+            ema=_ema(t, twhat),
             device=_device(t, twhat),
         )
         if task is None:
@@ -146,6 +147,14 @@ def parse_evaluator(raw: YMap, p: Path, sparams: Mapping[str, Any], names: set[s
         )
     threads = get_number(ev, "threads", what, None, integer=True, positive=True, allow_none=True)
     return EvaluatorConfig(task, data, proxy, train, zero, latency, threads)
+
+
+def _ema(t: YMap, what: str) -> float | None:
+    decay = get_number(t, "ema", what, None, positive=True, allow_none=True)
+    if decay is not None and not decay < 1:
+        raise err(f"the {what}'s 'ema' is a decay below 1, got {decay}", t.loc_of("ema"),
+                  "e.g. 'ema: 0.99' (an average over about the last 100 steps)")
+    return None if decay is None else float(decay)
 
 
 def _device(t: YMap, what: str) -> str:

@@ -19,14 +19,15 @@ TASKS = ("classification", "depth")
 class TrainOptions:
     """How to train.
 
-    The first nine fields match :class:`archc.search.space.TrainConfig` (a search space's ``train``
-    section), so :meth:`from_config` carries a proxy's settings over unchanged.
+    The fields a search space's ``train`` section has (:class:`archc.search.space.TrainConfig`) have the
+    same names here, so :meth:`from_config` carries a proxy's settings over unchanged.
 
     ``batch_size`` is per process: under ``torchrun`` with W processes a step sees W × batch_size
     samples. ``max_batches`` caps the steps of an epoch. ``clip_grad`` clips the global gradient norm.
     ``device`` is ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``. On CUDA, ``amp``
     runs forward passes under bf16 autocast and ``channels_last`` stores 4-D activations and weights
-    NHWC; both are ignored on the CPU. ``workers`` is the number of DataLoader worker processes for
+    NHWC; both are ignored on the CPU. ``ema`` (a decay such as 0.999) validates and saves an
+    exponential moving average of the weights instead of the raw ones (:mod:`archc.train.ema`). ``workers`` is the number of DataLoader worker processes for
     data sets read from disk (in-memory tensors never go through a DataLoader).
 
     >>> TrainOptions(epochs=3, optimizer="sgd", lr=0.1).schedule
@@ -43,6 +44,7 @@ class TrainOptions:
     seed: int = 0
     max_batches: int | None = None
     clip_grad: float | None = None
+    ema: float | None = None
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
@@ -64,6 +66,9 @@ class TrainOptions:
             raise TrainError(f"the learning rate must be positive, got {self.lr}")
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise TrainError(f"clip-grad must be positive, got {self.clip_grad}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise TrainError(f"the EMA decay must lie between 0 and 1, got {self.ema}",
+                             hint="use e.g. 0.999 (an average over about the last 1,000 steps)")
 
     @classmethod
     def from_config(cls, cfg: Any, **overrides: Any) -> TrainOptions:

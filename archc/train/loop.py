@@ -1,7 +1,8 @@
 """The trainer: one loop for proxies, supernets, retraining and ``archc train``.
 
 Per step: forward (bf16 autocast on CUDA), task loss in float32, backward, optional gradient-norm
-clipping, optimizer step, per-step LR schedule. Per epoch: the mean training loss (a NaN or infinite
+clipping, optimizer step, per-step LR schedule, optional weight EMA (validated and saved instead of the
+raw weights). Per epoch: the mean training loss (a NaN or infinite
 one raises :class:`NonFiniteError`), validation metrics, then — with an output folder — the checkpoint
 ``last.pth`` and ``metrics.csv`` (rank 0 only, atomically), a log line, and the ``report`` callback
 (Optuna pruning raises from there). In-memory data never passes through a DataLoader (see
@@ -33,6 +34,7 @@ from archc.train.config import TrainOptions
 from archc.train.data import DatasetData, LoaderBatches, TensorBatches, TensorData, make_batches
 from archc.train.device import autocast, resolve_device, to_channels_last
 from archc.train.distributed import DistContext
+from archc.train.ema import WeightEma
 from archc.train.errors import NonFiniteError, TrainError
 from archc.train.losses import task_loss
 from archc.train.metrics import validate, validate_batches
@@ -87,6 +89,7 @@ class Trainer:
         if parameters is None:
             parameters = self.model.parameters()
         self.optimizer = make_optimizer(parameters, options)
+        self.ema = WeightEma(self.model, options.ema) if options.ema is not None else None
         self.scheduler: Any = None
         self.epoch = 0
         self.history: list[dict[str, float]] = []
@@ -137,14 +140,14 @@ class Trainer:
             if report is not None:
                 report(epoch, metrics)
         if outdir is not None and self.dist.is_main:
-            save_state_dict(self.model, outdir / WEIGHTS)
+            save_state_dict(self.validated_model, outdir / WEIGHTS)
         self.dist.barrier()
         return {k: v for k, v in metrics.items() if k not in ("epoch", "lr", "seconds")}
 
     def _train_epoch(self, batches: TensorBatches | LoaderBatches, epoch: int) -> tuple[float, int]:
         """One epoch of optimizer steps; the sample-weighted mean loss over all processes and the samples seen."""
         net, opt, sched, loss_fn = self.net, self.optimizer, self.scheduler, self.loss_fn
-        clip, hook = self.options.clip_grad, self.before_step
+        clip, hook, ema = self.options.clip_grad, self.before_step, self.ema
         fast = not (self.amp or self.channels_last or isinstance(batches, LoaderBatches))
         device = self.device
         net.train()
@@ -170,6 +173,8 @@ class Trainer:
             opt.step()
             if sched is not None:
                 sched.step()
+            if ema is not None:
+                ema.update()
             total += loss.detach().double() * len(yb)
             seen += len(yb)
         if self.dist.active:
@@ -177,20 +182,27 @@ class Trainer:
             return float(both[0]) / max(float(both[1]), 1.0), int(both[1])
         return float(total) / max(seen, 1), seen
 
+    @property
+    def validated_model(self) -> nn.Module:
+        """What is validated and saved: the weights' moving average with ``ema``, else the model itself."""
+        return self.ema.module if self.ema is not None else self.model
+
     def evaluate(self, data: TensorData | DatasetData) -> dict[str, float]:
-        """Validation metrics of the model on ``data``'s validation split (every process validates all of it)."""
+        """Validation metrics of :attr:`validated_model` on ``data``'s validation split (every process
+        validates all of it)."""
         opts = self.options
+        model = self.validated_model
         if isinstance(data, TensorData):
             if self.validate_fn is not None:
-                return self.validate_fn(self.model, data.to(self.device))
-            return validate(self.model, data.to(self.device), opts.val_batch_size, self.loss_fn, amp=self.amp)
+                return self.validate_fn(model, data.to(self.device))
+            return validate(model, data.to(self.device), opts.val_batch_size, self.loss_fn, amp=self.amp)
         from torch.utils.data import DataLoader
 
         def loader(ds: Any) -> DataLoader | None:
             return None if ds is None else DataLoader(ds, batch_size=opts.val_batch_size, shuffle=False,
                                                       num_workers=opts.workers, pin_memory=self.device.type == "cuda")
 
-        return validate_batches(self.model, loader(data.val), data.task, self.device, data.live_val,  # type: ignore[arg-type]
+        return validate_batches(model, loader(data.val), data.task, self.device, data.live_val,  # type: ignore[arg-type]
                                 loader(data.calibration), data.calibration_live, self.loss_fn, amp=self.amp,
                                 channels_last=self.channels_last)
 
@@ -200,6 +212,7 @@ class Trainer:
         return {"model": {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()},
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "ema": self.ema.state_dict() if self.ema is not None else None,
                 "epoch": self.epoch, "history": self.history, "batches": batches.state_dict(), "rng": rng_state(),
                 "options": {k: v for k, v in asdict(self.options).items()}, "meta": dict(meta or {})}
 
@@ -224,6 +237,8 @@ class Trainer:
                                   hint="resume with the same --optimizer as the run that wrote it") from None
         if self.scheduler is not None and ck.get("scheduler") is not None:
             self.scheduler.load_state_dict(ck["scheduler"])
+        if self.ema is not None and ck.get("ema") is not None:
+            self.ema.load_state_dict(ck["ema"])
         batches.load_state_dict(ck.get("batches") or {})
         self.epoch = int(ck["epoch"])
         self.history = list(ck.get("history") or [])
@@ -233,7 +248,7 @@ class Trainer:
     def _check_options(self, path: Path, saved: dict[str, Any]) -> None:
         """Refuse to resume with settings that would make the continued run differ from the interrupted one."""
         now = asdict(self.options)
-        keys = ["batch_size", "optimizer", "schedule", "seed", "max_batches"]
+        keys = ["batch_size", "optimizer", "schedule", "seed", "max_batches", "ema"]
         if self.options.schedule != "constant":  # the schedule spans all epochs: another count changes every LR
             keys.append("epochs")
         diff = [f"{k} {saved[k]} → {now[k]}" for k in keys if k in saved and saved[k] != now[k]]

@@ -126,7 +126,7 @@ def train_spec(spec: str | Path, *, data: str = "digits", out: str | Path, optio
             raise TrainError(_worker_message(exc), hint="remove or replace the file") from None
         raise
     files = {"module": out / MODULE, "checkpoint": out / CHECKPOINT, "metrics": out / METRICS, "weights": out / WEIGHTS}
-    return TrainRun(metrics, trainer.epoch, out, task, str(data), str(device), files, trainer.model, dist.rank)
+    return TrainRun(metrics, trainer.epoch, out, task, str(data), str(device), files, trainer.validated_model, dist.rank)
 
 
 def _check_resume(path: Path, source_hash: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ CASES = [
     ("objectives: {{val_acc: maximize}}\nevaluator: {{task: classify, train: {{}}}}\n", "classify", "unknown task 'classify'"),
     ("objectives: {{val_acc: maximize}}\nevaluator: {{task: classification, train: {{epochs: 0}}}}\n", "0}", "must be positive"),
     ("objectives: {{val_acc: maximize}}\nevaluator: {{train: {{epochs: 1}}}}\n", "{{train", "needs a 'task'"),
+    ("objectives: {{val_acc: maximize}}\nevaluator: {{task: classification, train: {{ema: 1.5}}}}\n", "1.5", "'ema' is a decay below 1"),
     ("cells:\n  c1: {{nodes: 2, ops: [skip, conv], edges: width, output: depth}}\n" + OBJ, "[skip", "has no 'none'"),
     ("cells:\n  c1: {{nodes: 2, ops: [none, conv], edges: widths, output: depth}}\n" + OBJ, "widths", "'widths' is not a param"),
     ("cells:\n  c1: {{nodes: 2, ops: [none, conv]}}\n" + OBJ, "{{nodes", "needs 'edges'"),
@@ -132,6 +134,19 @@ def test_shipped_spaces_load() -> None:
         assert space.objectives, p
         for name in space.study.enqueue:
             assert space.materialize(space.point(name)).reason is None
+
+
+def test_ema_reaches_the_trainer_and_changes_the_digest_only_when_set(tmp_path: Path) -> None:
+    body = "objectives: {{val_acc: maximize}}\nevaluator: {{task: classification, train: {{epochs: 1EXTRA}}}}\n"
+    plain = load_space(write_space(tmp_path, HEAD + body.replace("EXTRA", "")))
+    ema = load_space(write_space(tmp_path, HEAD + body.replace("EXTRA", ", ema: 0.99")))
+    assert plain.evaluator.train.ema is None and ema.evaluator.train.ema == 0.99
+    assert plain.evaluator.digest() != ema.evaluator.digest()
+    # without ema the digest is the one earlier versions computed: their studies and run logs still resume
+    assert plain.evaluator.digest() == replace(ema.evaluator, train=replace(ema.evaluator.train, ema=None)).digest()
+    from archc.train.config import TrainOptions
+
+    assert TrainOptions.from_config(ema.evaluator.train).ema == 0.99
 
 
 def test_tiny_fixture_is_used() -> None:

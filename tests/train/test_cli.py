@@ -70,8 +70,9 @@ def test_depth_task_on_live_spoof_folders_with_depth_maps(tmp_path: Path, capsys
 
 
 def test_resume_continues_the_run_exactly(tmp_path: Path) -> None:
+    """Also with --ema: the saved weights are the average, and resuming continues it."""
     pytest.importorskip("sklearn")
-    common = [*RESNET, "--data", "digits", "--schedule", "constant", "--batch-size", "128", "--lr", "0.01"]
+    common = [*RESNET, "--data", "digits", "--schedule", "constant", "--batch-size", "128", "--lr", "0.01", "--ema", "0.9"]
     assert main([*common, "--epochs", "2", "--out", str(tmp_path / "a")]) == 0
     assert main([*common, "--epochs", "1", "--out", str(tmp_path / "b")]) == 0
     assert main([*common, "--epochs", "2", "--out", str(tmp_path / "b"), "--resume"]) == 0
@@ -112,6 +113,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     _fails([*base, "--data", "digits", "-p", "num_classes=10", "-p", "width=4", "--out", str(tmp_path / "o8"), "--resume"], capsys,
            "written for another model")
     _fails([*base, "--val-fraction", "1.5", "--out", str(tmp_path / "o11")], capsys, "between 0 and 1")
+    _fails([*base, "--ema", "1.5", "--out", str(tmp_path / "o12")], capsys, "EMA decay must lie between 0 and 1")
     (tmp_path / "x.txt").write_text("x")
     _fails([*base, "--out", str(tmp_path / "x.txt")], capsys, "is a file, not a folder")
     _fails([*base, "--data", str(tmp_path / "x.txt"), "--out", str(tmp_path / "o9")], capsys, "not a .npz archive")

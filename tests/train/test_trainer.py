@@ -15,6 +15,7 @@ from archc.train.checkpoint import load_checkpoint
 from archc.train.config import TrainOptions
 from archc.train.data import TensorBatches, TensorData
 from archc.train.device import resolve_device, torch_threads
+from archc.train.ema import WeightEma
 from archc.train.errors import NonFiniteError, TrainError
 from archc.train.loop import Trainer
 from archc.train.metrics import acer_threshold, validate
@@ -84,6 +85,54 @@ def test_two_epochs_equal_one_epoch_then_resume(tmp_path: Path, optimizer: str) 
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert (tmp_path / "a" / "metrics.csv").read_text().count("\n") == (tmp_path / "b" / "metrics.csv").read_text().count("\n") == 3
+
+
+def test_weight_ema_follows_the_ramped_decay_and_copies_integer_buffers() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightEma(model, decay=0.5)
+    expect = {k: v.clone() for k, v in model.state_dict().items()}
+    for n, target in enumerate([1.0, -2.0, 4.0]):
+        with torch.no_grad():
+            for v in model.state_dict().values():
+                v.fill_(target if v.is_floating_point() else n + 1)
+        ema.update()
+        d = min(0.5, (1 + n) / (10 + n))  # 0.1, 0.18…, 0.25 (the ramp), never above the decay
+        expect = {k: (d * e + (1 - d) * target) if e.is_floating_point() else torch.full_like(e, n + 1)
+                  for k, e in expect.items()}
+    got = ema.module.state_dict()
+    for k, e in expect.items():
+        assert torch.allclose(got[k], e.to(got[k].dtype), rtol=0, atol=1e-6), k
+    assert ema.updates == 3 and not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_is_validated_saved_and_resumed(tmp_path: Path) -> None:
+    """With ``ema`` the metrics and model.pth are the average's, and a resumed run ends with the same average."""
+    data = tensor_data()
+    opts = TrainOptions(epochs=2, batch_size=16, optimizer="sgd", lr=0.05, ema=0.9, device="cpu", seed=3)
+    src = spec_source()
+    straight = Trainer(build(src), opts)
+    m = straight.fit(data, out=tmp_path / "a")
+    assert straight.validated_model is straight.ema.module and straight.ema.updates == 2 * 6
+    assert m["val_loss"] == validate(straight.ema.module, data)["val_loss"] != validate(straight.model, data)["val_loss"]
+    fresh = build(src, seed=5)
+    fresh.load_state_dict(torch.load(tmp_path / "a" / "model.pth", weights_only=True))
+    assert validate(fresh, data) == validate(straight.ema.module, data)
+
+    def stop(epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        Trainer(build(src), opts).fit(data, out=tmp_path / "b", report=stop)
+    resumed = Trainer(build(src, seed=99), opts)
+    resumed.fit(data, out=tmp_path / "b", resume=True)
+    a, b = straight.ema.module.state_dict(), resumed.ema.module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and resumed.ema.updates == straight.ema.updates
+    with pytest.raises(TrainError, match="ema 0.9 → 0.99"):
+        Trainer(build(src), opts.replace(ema=0.99)).fit(data, out=tmp_path / "b", resume=True)
+    with pytest.raises(TrainError, match="EMA decay must lie between 0 and 1"):
+        TrainOptions(ema=1.0)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
