@@ -256,12 +256,19 @@ def _run_all(jobs: list[tuple[str, Candidate, int, int]], builder: Any, space: S
         recs.setdefault(job[0], {})[(job[1].index, job[3])] = rec
         say(f"{label(job)}: reused ({_fmt_metrics(rec['metrics'])})")
 
+    pending = {id(job): job[2] for job in todo}  # the epochs of each training not finished yet
+    spent = [0.0, 0]  # seconds and epochs of the trainings finished in this run
+
     def finish(job: tuple[str, Candidate, int, int], rec: dict[str, Any]) -> None:
         nonlocal done
         done += 1
         runs.add(rec)
         recs.setdefault(job[0], {})[(job[1].index, job[3])] = rec
-        say(f"{label(job)}: {_fmt_metrics(rec['metrics']) or rec['status']} ({rec['seconds']:.1f} s)")
+        pending.pop(id(job), None)
+        spent[0] += rec["seconds"]
+        spent[1] += job[2]
+        say(f"{label(job)}: {_fmt_metrics(rec['metrics']) or rec['status']} ({rec['seconds']:.1f} s"
+            f"{_time_left(list(pending.values()), spent[0], spent[1], workers)})")
 
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
@@ -311,6 +318,15 @@ def _terminate_as_interrupt() -> Callable[[], None]:
 
     prev = signal.signal(signal.SIGTERM, handler)
     return lambda: signal.signal(signal.SIGTERM, prev)
+
+
+def _time_left(epochs_left: list[int], seconds: float, epochs: int, workers: int) -> str:
+    """``; about N min left`` for trainings of ``epochs_left`` epochs at the rate of the finished ones
+    (``seconds`` for ``epochs``), ``workers`` at a time; nothing before a rate exists or after the last."""
+    if not epochs_left or epochs <= 0:
+        return ""
+    left = sum(epochs_left) * seconds / epochs / max(1, min(workers, len(epochs_left)))
+    return f"; about {max(1, round(left / 60))} min left" if left < 5400 else f"; about {left / 3600:.1f} h left"
 
 
 def _fmt_metrics(ms: dict[str, float]) -> str:

@@ -16,6 +16,7 @@ from archc.search.proxy_check import (
     RESULT_FILE,
     RUNS_FILE,
     ProxyCheckError,
+    _time_left,
     check_proxy,
     format_table,
     sample_architectures,
@@ -145,6 +146,13 @@ def test_drawing_the_data_is_not_timed_as_training(tmp_path: Path, monkeypatch: 
     assert all(r["seconds"] < 1000.0 for r in runs)
 
 
+def test_time_left_is_the_finished_trainings_rate_over_the_workers() -> None:
+    assert _time_left([10, 10, 1], seconds=120.0, epochs=2, workers=2) == "; about 10 min left"  # 21 × 60 s / 2
+    assert _time_left([20] * 16, seconds=30.0, epochs=1, workers=1) == "; about 2.7 h left"  # 9,600 s
+    assert _time_left([1], seconds=5.0, epochs=1, workers=4) == "; about 1 min left"
+    assert _time_left([], seconds=30.0, epochs=1, workers=2) == _time_left([3], seconds=0.0, epochs=0, workers=1) == ""
+
+
 def test_workers_train_in_parallel_with_the_same_results(tmp_path: Path) -> None:
     """Two worker processes give the trainings (and so the statistics) one process gives, logged once each."""
     space = _space(tmp_path)
@@ -155,6 +163,8 @@ def test_workers_train_in_parallel_with_the_same_results(tmp_path: Path) -> None
     runs = [json.loads(line) for line in (tmp_path / "two" / RUNS_FILE).read_text().splitlines()]
     assert len(runs) == 3 * 2 * 2 == len({r["key"] for r in runs})
     assert sum("[" in line and "seed" in line for line in lines) == 12 and "[12/12]" in "".join(lines)
+    trained = [line for line in lines if line.startswith("[")]
+    assert all("min left)" in line for line in trained[:-1]) and "left" not in trained[-1], trained
     with pytest.raises(ProxyCheckError, match="--workers must be at least 1"):
         check_proxy(space, 3, out=tmp_path / "bad", workers=0)
 
