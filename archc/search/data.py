@@ -287,10 +287,21 @@ def load_data(cfg: DataConfig, task: str, input_shape: tuple[int, int, int], out
         if task == "depth" and not set(np.unique(labels)) <= {0, 1}:
             raise DataError(f"'{cfg.path}': depth-task labels must be 1 (live) or 0 (spoof)")
         desc = f"arrays {cfg.path.name}"
-    x_all = _fit_channels(_resize(x_all.float(), (h, w)), c)
+    x_all = _resize(x_all.float(), (h, w))
     tr, va = (torch.from_numpy(np.asarray(s, dtype=np.int64)) for s in splits)
-    mean, std = x_all[tr].mean(), x_all[tr].std().clamp_min(1e-6)
-    x_norm = (x_all - mean) / std
+    # gray data for a model of c > 1 channels is kept once, as a view that repeats it c times (a third of
+    # the memory for RGB models); the statistics are taken over the c channels, as the model sees them
+    shared = x_all.shape[1] == 1 and c > 1
+    if not shared:
+        x_all = _fit_channels(x_all, c)
+    train_c = _fit_channels(x_all[tr], c)
+    mean, std = train_c.mean(), train_c.std().clamp_min(1e-6)
+    del train_c
+
+    def split(idx: torch.Tensor) -> torch.Tensor:
+        part = (x_all[idx] - mean) / std  # elementwise: the same values as normalizing all c channels
+        return part.expand(-1, c, -1, -1) if shared else part.contiguous()
+
     y_all = torch.from_numpy(labels)
     live = None
     if task == "depth":
@@ -301,10 +312,10 @@ def load_data(cfg: DataConfig, task: str, input_shape: tuple[int, int, int], out
         elif cfg.source == "folder":
             y_maps = live.view(-1, 1, 1).expand(-1, *output_hw).contiguous()
         else:
-            y_maps = depth_targets(x_all, live, output_hw)
-        data = ProxyData(task, x_norm[tr].contiguous(), y_maps[tr].contiguous(), x_norm[va].contiguous(), y_maps[va].contiguous(),
+            y_maps = depth_targets(_fit_channels(x_all, c), live, output_hw)
+        data = ProxyData(task, split(tr), y_maps[tr].contiguous(), split(va), y_maps[va].contiguous(),
                          2, live[tr], live[va], desc)
     else:
-        data = ProxyData(task, x_norm[tr].contiguous(), y_all[tr], x_norm[va].contiguous(), y_all[va], classes, description=desc)
+        data = ProxyData(task, split(tr), y_all[tr], split(va), y_all[va], classes, description=desc)
     _CACHE[key] = data
     return data

@@ -36,6 +36,19 @@ def test_the_drawing_chunk_changes_no_value(monkeypatch: pytest.MonkeyPatch, hw:
         assert torch.equal(render_glyphs(37, hw, 5)[0], ref), terms
 
 
+def test_gray_data_for_an_rgb_model_is_stored_once() -> None:
+    """The three channels are one stored plane seen three times, normalized by the statistics of all three."""
+    pdata._CACHE.clear()
+    d = _glyphs(300, 100, shape=(3, 32, 32))
+    assert d.x_train.shape == (300, 3, 32, 32) and d.x_train.untyped_storage().nbytes() == 300 * 32 * 32 * 4
+    assert d.x_val.untyped_storage().nbytes() == 100 * 32 * 32 * 4
+    x, _ = render_glyphs(300, (32, 32), 1)  # the train stream of seed 0
+    rgb = x.expand(-1, 3, -1, -1).contiguous()
+    assert torch.equal(d.x_train, (rgb - rgb.mean()) / rgb.std())
+    batch = d.x_train.index_select(0, torch.tensor([5, 2]))
+    assert batch.is_contiguous() and torch.equal(batch[:, 0], batch[:, 2])
+
+
 def test_glyphs_are_deterministic_distinct_and_sized_by_the_config() -> None:
     pdata._CACHE.clear()
     d = _glyphs(600, 200)
