@@ -20,7 +20,7 @@ from archc.ir.types import TensorType
 from archc.ops import REGISTRY
 from archc.spec.expr import compile_expr
 
-__all__ = ["decides_alike", "perturbed", "infer_body", "reached", "input_independent"]
+__all__ = ["decides_alike", "perturbed", "train_time_only", "infer_body", "reached", "input_independent"]
 
 
 def decides_alike(node: Node, param: str, env: Mapping[str, Any]) -> bool:
@@ -51,8 +51,8 @@ def decides_alike(node: Node, param: str, env: Mapping[str, Any]) -> bool:
 def perturbed(graph: Graph, args: frozenset[str]) -> Graph | None:
     """The graph's spec expanded again with every model argument changed (None if that is refused).
 
-    Each argument moves at once (class and channel counts up, a rate halved and shifted), so a size
-    that stays the same follows none of them.
+    Each argument moves at once (class and channel counts up, a rate shifted by an amount no spec
+    writes), so a size that stays the same follows none of them.
     """
     head = graph.meta.get("head") or {}
     if "spec" not in head:
@@ -61,13 +61,42 @@ def perturbed(graph: Graph, args: frozenset[str]) -> Graph | None:
     params = dict(graph.meta.get("params") or {})
     for a in args:
         v = params[a]
-        params[a] = v / 2 + 0.05 if isinstance(v, float) else v + 3 if isinstance(v, int) and not isinstance(v, bool) else v
+        if isinstance(v, float):  # a move without a fixed point (v / 2 + 0.05 left 0.1 where it was)
+            params[a] = v + 0.0371 if v < 0.5 else v - 0.0371
+        elif isinstance(v, int) and not isinstance(v, bool):
+            params[a] = v + 3
     from archc.spec.expand import expand
 
     try:
         return expand(doc, params, variant)
     except Exception:  # noqa: BLE001 - values the spec refuses: nothing is learned, nothing is settled
         return None
+
+
+def train_time_only(graph: Graph, args: frozenset[str]) -> frozenset[str]:
+    """The model arguments that reach nothing but attributes of train-only ops (dropout, stochastic depth).
+
+    The spec is expanded again with each argument moved: when every node keeps its id, op, wiring and
+    types, and only train-only ops change attributes, no size, count or structure follows the argument
+    (a constructor value computed from sizes is then a constant of the spec, whatever else it sits beside).
+    """
+    return frozenset(a for a in args if (alt := perturbed(graph, frozenset({a}))) is not None and _alike(graph, alt))
+
+
+def _alike(a: Graph, b: Graph) -> bool:
+    """Same nodes, wiring and types, and the same attributes except on train-only ops (recursively)."""
+    if list(a.nodes) != list(b.nodes) or a.inputs != b.inputs or a.outputs != b.outputs:
+        return False
+    for n in a:
+        m = b.nodes[n.id]
+        if (n.op, n.inputs, n.types, n.body is None) != (m.op, m.inputs, m.types, m.body is None):
+            return False
+        if n.body is not None:
+            if not _alike(n.body, m.body):  # type: ignore[arg-type]
+                return False
+        elif n.attrs != m.attrs and not REGISTRY[n.op].train_only:
+            return False
+    return True
 
 
 def infer_body(body: Graph, ins: list[TensorType]) -> list[TensorType]:

@@ -6,8 +6,8 @@ spec compiled with ``-p num_classes=10 -p in_chans=1`` (so only the declared lay
 cost table, computed from the spec with those values, counts its parameters); ``forward`` equals
 ``forward_head(forward_features(x))``; ``forward_features`` gives the features node's type;
 ``reset_classifier(0)`` makes ``forward`` the pre-logits features and ``reset_classifier(7)`` gives
-seven logits; ``default_cfg`` names modules that exist. Where the model takes ``drop_path_rate``,
-every stochastic-depth rate equals the spec's for that rate.
+seven logits; ``default_cfg`` names modules that exist. A spec with a ``drop_path_rate`` param gives a
+model that takes it, and every stochastic-depth rate equals the spec's for that rate.
 """
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ def test_timm_interface(path: Path, variant: str | None, tmp_path: Path) -> None
     params = {k: v for k, v in SMALL.items() if k in load_spec_doc(path).params}
     mod = import_source(compile_spec(path, CompileOptions(variant=variant, params=params)).source, tmp_path)
     torch.manual_seed(0)
-    # drop_path_rate is an argument where every rate it sets could be derived (not for every spec)
+    # a spec with a drop_path_rate param gives a model that takes it (stochastic depth when retraining)
     model_class = inspect.signature(mod.create_model).return_annotation
     takes_rate = "drop_path_rate" in inspect.signature(model_class).parameters
+    assert takes_rate == ("drop_path_rate" in load_spec_doc(path).params)
     rate = {"drop_path_rate": 0.3} if takes_rate else {}
     model = mod.create_model(num_classes=10, in_chans=1, **rate).eval()
     assert model.num_classes == 10
