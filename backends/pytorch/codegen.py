@@ -236,18 +236,19 @@ def _merge_duplicates(emitted: list[_Emitted], order: list[_Class]) -> list[_Emi
     become identical once their children are.
     """
     renamed: dict[str, str] = {}
+    calls: re.Pattern[str] | None = None  # the dropped names, rebuilt when one is added
     kept: dict[tuple[Any, ...], str] = {}
     out: list[_Emitted] = []
-    for cls in emitted:
-        if renamed:
-            pattern = re.compile(r"\b(" + "|".join(map(re.escape, renamed)) + r")\b")
+    for i, cls in enumerate(emitted):
+        if calls is not None:
             for attr in ("init", "forward", "methods"):
-                setattr(cls, attr, [pattern.sub(lambda m: renamed[m.group(1)], line) for line in getattr(cls, attr)])
+                setattr(cls, attr, [calls.sub(lambda m: renamed[m.group(1)], line) for line in getattr(cls, attr)])
         own = re.compile(rf"\b{re.escape(cls.name)}\b")
         text = (cls.doc, tuple(cls.args), cls.returns, cls.return_type, tuple(cls.forward_args),
                 *(tuple(own.sub("<self>", line) for line in getattr(cls, a)) for a in ("init", "forward", "methods")))
-        if text in kept and cls is not emitted[-1]:  # the model class is never merged away
+        if text in kept and i < len(emitted) - 1:  # the model class (last) is never merged away
             renamed[cls.name] = kept[text]
+            calls = re.compile(r"\b(" + "|".join(map(re.escape, renamed)) + r")\b")
             continue
         kept.setdefault(text, cls.name)
         out.append(cls)

@@ -329,7 +329,7 @@ class _ClassEmitter:
                 vals = [child.extra[arg][child.index[id(n)]] for n in nodes]
                 dep = self.symbolic  # computed inside the child from values that may depend on ours
                 if self.top:  # the model class: only when the call reads an argument
-                    dep = any(names_in(r) & self.size_args for r in rendered.values()) or any(
+                    dep = any(self.reads_size_args(r) for r in rendered.values()) or any(
                         has_sym(tmaps[k][(r.node, r.index)].shape) for k, n in enumerate(nodes) for r in n.inputs)
             rendered[arg] = self.sym.render(vals, f"{path}_{arg}", dependent=dep)
             parts.append(f"{arg}={rendered[arg]}")
@@ -361,7 +361,7 @@ class _ClassEmitter:
             outs = child.out_types[child.index[id(n)]]
             ins_k = [tmaps[k][(r.node, r.index)] for r in n.inputs]
             # sizes of the child's inputs passed as arguments are input sizes, followed below
-            by_args = any(names_in(r) & self.size_args for a, r in rendered.items()
+            by_args = any(self.reads_size_args(r) for a, r in rendered.items()
                           if child.extra_origin.get(a, ("",))[0] != "in")
             reads = not self.top or by_args or any(has_sym(t.shape) for t in ins_k)
             for j, t in enumerate(outs):
@@ -387,12 +387,17 @@ class _ClassEmitter:
                         plain(d) if is_sym(d) and d.expr is None and fixed[j][a] else d for a, d in enumerate(t.shape)))
         return f"{child.name}({', '.join(parts)})"
 
-    @property
-    def size_args(self) -> frozenset[str]:
-        """The model class's arguments that sizes may follow: all but those reaching train-only ops alone."""
-        if not hasattr(self, "_size_args"):
-            self._size_args = self.sym.top_args - train_time_only(self.bodies[0], self.sym.top_args)
-        return self._size_args
+    def reads_size_args(self, src: str) -> bool:
+        """True when ``src`` reads a model argument that sizes may follow (not one reaching train-only ops
+        alone). Each argument read is settled once, by expanding the spec again with it moved."""
+        if not hasattr(self, "_train_only"):
+            self._train_only: dict[str, bool] = {}
+        for arg in names_in(src) & self.sym.top_args:
+            if arg not in self._train_only:
+                self._train_only[arg] = bool(train_time_only(self.bodies[0], frozenset({arg})))
+            if not self._train_only[arg]:
+                return True
+        return False
 
     def alt_types(self, path: str) -> list[TensorType] | None:
         """Output types of top-level node (or repeat item ``<repeat>_<j>``) ``path`` in the spec expanded
